@@ -1,0 +1,311 @@
+"""The agents: one per input topic, each decode -> pure function -> table -> send.
+
+- ``update_user_interest`` (events): batch, update profiles, emit one top-K list per
+  user per batch (a burst of one user's events yields one list), forward interactions
+  re-keyed by item to ``count_item_popularity``.
+- ``count_item_popularity`` (internal item-interactions): decayed counts per item.
+- ``embed_new_items`` (items): batch, encode off the event loop, publish vectors.
+- ``rerank_requests`` (rerank-requests): reorder the given candidates for the user.
+
+Agents that write tables run with concurrency 1. Malformed input goes to the dead-letter
+topic with its reason and original bytes; the agent moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from faust.types import EventT, StreamT
+
+from stream import popularity
+from stream.catalog import CatalogIndex
+from stream.config import Settings
+from stream.errors import InvalidMessage
+from stream.metrics import Metrics
+from stream.profiles import (
+    ProfileParams,
+    UserProfile,
+    apply_event,
+    encode_vector,
+    rebuild_interest,
+    resolve_pending,
+)
+from stream.ranking import RankingConfig, rank_candidates, rank_catalog
+from stream.records import (
+    InteractionEvent,
+    ItemDelete,
+    ItemUpsert,
+    RankedItem,
+    dead_letter_payload,
+    decode_event,
+    decode_item,
+    decode_rerank_request,
+    recommendation_payload,
+)
+from stream.tables import Tables, apply_catalog_entry, apply_popularity_entry
+from stream.topics import Topics
+
+if TYPE_CHECKING:
+    import faust
+
+    from encoders.text import TextEncoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Everything the agents share, built once by ``worker.build_worker``."""
+
+    settings: Settings
+    topics: Topics
+    tables: Tables
+    index: CatalogIndex
+    encoder: TextEncoder
+    metrics: Metrics
+    ranking: RankingConfig
+    profile_params: ProfileParams
+    # One thread: the model is not re-entrant and must never run on the event loop.
+    encode_executor: ThreadPoolExecutor
+
+    @property
+    def model_name(self) -> str:
+        """Model tag written into every recommendation."""
+        return self.encoder.model_id
+
+
+def _dumps(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode("utf-8")
+
+
+def _attribute_writes_to(stream: StreamT, event: EventT) -> None:
+    # Faust stores a table write under the partition of the stream's current event; in
+    # a batch from take_events that is the last event taken, not necessarily the one
+    # whose key is written. Point it at an event of the key being written.
+    stream._set_current_event(event)  # noqa: SLF001
+
+
+async def send_dead_letter(ctx: Pipeline, event: EventT, error: InvalidMessage) -> None:
+    """Forward a rejected message, with its reason and original bytes."""
+    message = event.message
+    payload = dead_letter_payload(message.topic, message.partition, message.offset, error, message.value)
+    await ctx.topics.dead_letters.send(key=message.key, value=_dumps(payload))
+    ctx.metrics.dead_letters.labels(message.topic, error.reason).inc()
+    log.warning("dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, error)
+
+
+def _decode_batch(
+    ctx: Pipeline, events: list[EventT], decode: Callable[[bytes | None], Any]
+) -> tuple[list[tuple[Any, EventT]], list[tuple[EventT, InvalidMessage]]]:
+    good: list[tuple[Any, EventT]] = []
+    bad: list[tuple[EventT, InvalidMessage]] = []
+    for event in events:
+        try:
+            good.append((decode(event.message.value), event))
+        except InvalidMessage as exc:
+            bad.append((event, exc))
+    return good, bad
+
+
+def _load_profile(ctx: Pipeline, user_id: str) -> UserProfile | None:
+    raw = ctx.tables.user_profiles.get(user_id)
+    return None if raw is None else UserProfile.from_dict(raw)
+
+
+def update_profile(ctx: Pipeline, profile: UserProfile | None, events: list[InteractionEvent]) -> UserProfile:
+    """Apply a user's events (any order) to the profile; pure apart from metrics."""
+    if profile is None:
+        profile = UserProfile(model_id=ctx.index.model_id)
+    lookup = ctx.index.vector_of
+    if profile.model_id != ctx.index.model_id:
+        rebuild_interest(profile, lookup, ctx.profile_params)
+    resolve_pending(profile, lookup, ctx.profile_params)
+    weights = ctx.settings.event_weights
+    for ev in sorted(events, key=lambda e: e.ts):
+        vector = lookup(ev.item_id)
+        if vector is None:
+            ctx.metrics.unencoded_item_events.inc()
+        apply_event(
+            profile, ev.item_id, ev.type, ev.ts, weights[ev.type] * ev.weight, vector, ctx.profile_params
+        )
+        ctx.metrics.events.labels(ev.type).inc()
+    return profile
+
+
+def _interactions_by_item(ctx: Pipeline, events: list[InteractionEvent]) -> dict[str, dict[str, float]]:
+    weights = ctx.settings.event_weights
+    grouped: dict[str, list[InteractionEvent]] = {}
+    for ev in events:
+        grouped.setdefault(ev.item_id, []).append(ev)
+    out = {}
+    for item_id, evs in grouped.items():
+        score, ref_ts = popularity.decayed_sum(
+            np.array([weights[e.type] * e.weight for e in evs]),
+            np.array([e.ts for e in evs]),
+            ctx.settings.popularity_half_life_s,
+        )
+        out[item_id] = {"score": score, "ref_ts": ref_ts}
+    return out
+
+
+async def _send_list(
+    ctx: Pipeline,
+    user_id: str,
+    ranked: list[RankedItem],
+    *,
+    mode: str,
+    event_ts: float | None,
+    message_ts: list[float],
+    request_id: str | None = None,
+) -> None:
+    emitted = time.time()
+    payload = recommendation_payload(
+        user_id, ranked, model=ctx.model_name, event_ts=event_ts, emitted_ts=emitted, request_id=request_id
+    )
+    await ctx.topics.recommendations.send(key=user_id.encode("utf-8"), value=_dumps(payload))
+    ctx.metrics.recommendations.labels(mode).inc()
+    latency = ctx.metrics.event_to_recommendation.labels(mode)
+    for ts in message_ts:
+        latency.observe(max(emitted - ts, 0.0))
+
+
+def register_agents(app: faust.App, ctx: Pipeline) -> None:
+    """Attach the four agents to the app."""
+    settings, topics, tables, metrics = ctx.settings, ctx.topics, ctx.tables, ctx.metrics
+
+    @app.agent(topics.events, name="update_user_interest", concurrency=1)
+    async def update_user_interest(stream: StreamT) -> None:
+        decode = lambda raw: decode_event(raw, settings.event_weights)  # noqa: E731
+        async for events in stream.take_events(
+            settings.event_batch_size, within=settings.event_batch_window_s
+        ):
+            started = time.perf_counter()
+            good, bad = _decode_batch(ctx, events, decode)
+            for event, exc in bad:
+                await send_dead_letter(ctx, event, exc)
+            by_user: dict[str, list[tuple[InteractionEvent, EventT]]] = {}
+            for record, event in good:
+                by_user.setdefault(record.user_id, []).append((record, event))
+            outputs = []
+            catalog = ctx.index.view()
+            for user_id, group in by_user.items():
+                records = [r for r, _ in group]
+                profile = update_profile(ctx, _load_profile(ctx, user_id), records)
+                _attribute_writes_to(stream, group[-1][1])
+                tables.user_profiles[user_id] = profile.to_dict()
+                ranked = rank_catalog(
+                    ctx.index.user_view(profile, ctx.ranking.history_items),
+                    catalog,
+                    now=profile.last_event_ts,
+                    config=ctx.ranking,
+                )
+                event_ts = max(r.ts for r in records)
+                outputs.append((user_id, ranked, event_ts, [e.message.timestamp for _, e in group]))
+            for item_id, value in _interactions_by_item(ctx, [r for r, _ in good]).items():
+                await topics.item_interactions.send(key=item_id, value=value)
+            for user_id, ranked, event_ts, message_ts in outputs:
+                await _send_list(ctx, user_id, ranked, mode="topk", event_ts=event_ts, message_ts=message_ts)
+            metrics.batch_size.labels("update_user_interest").observe(len(events))
+            metrics.batch_processing.labels("update_user_interest").observe(time.perf_counter() - started)
+
+    @app.agent(topics.item_interactions, name="count_item_popularity", concurrency=1)
+    async def count_item_popularity(stream: StreamT) -> None:
+        half_life = settings.popularity_half_life_s
+        async for events in stream.take_events(
+            settings.event_batch_size, within=settings.event_batch_window_s
+        ):
+            started = time.perf_counter()
+            merged: dict[str, tuple[float, float]] = {}
+            for event in events:
+                item_id, value = event.key, event.value
+                score, ref_ts = merged.get(item_id) or _stored_popularity(tables, item_id)
+                merged[item_id] = popularity.merge(score, ref_ts, value["score"], value["ref_ts"], half_life)
+            for item_id, (score, ref_ts) in merged.items():
+                entry = {"score": score, "ref_ts": ref_ts}
+                tables.item_popularity[item_id] = entry
+                apply_popularity_entry(ctx.index, item_id, entry)
+            metrics.batch_size.labels("count_item_popularity").observe(len(events))
+            metrics.batch_processing.labels("count_item_popularity").observe(time.perf_counter() - started)
+
+    @app.agent(topics.items, name="embed_new_items", concurrency=1)
+    async def embed_new_items(stream: StreamT) -> None:
+        loop = asyncio.get_running_loop()
+        decode = lambda raw: decode_item(raw, settings.max_text_chars)  # noqa: E731
+        async for events in stream.take_events(settings.item_batch_size, within=settings.item_batch_window_s):
+            started = time.perf_counter()
+            good, bad = _decode_batch(ctx, events, decode)
+            for event, exc in bad:
+                await send_dead_letter(ctx, event, exc)
+            latest: dict[str, ItemUpsert | ItemDelete] = {}
+            for record, _ in good:  # the last message for an item in a batch wins
+                latest[record.item_id] = record
+            upserts = [r for r in latest.values() if isinstance(r, ItemUpsert)]
+            for record in latest.values():
+                if isinstance(record, ItemDelete):
+                    tables.item_catalog[record.item_id] = {"deleted": True}
+                    apply_catalog_entry(ctx.index, record.item_id, {"deleted": True})
+                    metrics.items_deleted.inc()
+            if upserts:
+                encode_started = time.perf_counter()
+                vectors = await loop.run_in_executor(
+                    ctx.encode_executor, ctx.encoder.encode, [r.encoder_text() for r in upserts]
+                )
+                metrics.encoder_batch_duration.observe(time.perf_counter() - encode_started)
+                metrics.encoder_batch_size.observe(len(upserts))
+                for record, vector in zip(upserts, vectors, strict=True):
+                    entry = {
+                        "vector": encode_vector(vector),
+                        "model_id": ctx.encoder.model_id,
+                        "ts": record.ts,
+                        "title": record.title,
+                    }
+                    tables.item_catalog[record.item_id] = entry
+                    apply_catalog_entry(ctx.index, record.item_id, entry)
+                metrics.items_encoded.inc(len(upserts))
+            metrics.batch_size.labels("embed_new_items").observe(len(events))
+            metrics.batch_processing.labels("embed_new_items").observe(time.perf_counter() - started)
+
+    @app.agent(topics.rerank_requests, name="rerank_requests", concurrency=1)
+    async def rerank_requests(stream: StreamT) -> None:
+        decode = lambda raw: decode_rerank_request(raw, settings.max_candidates)  # noqa: E731
+        async for event in stream.events():
+            started = time.perf_counter()
+            try:
+                request = decode(event.message.value)
+            except InvalidMessage as exc:
+                await send_dead_letter(ctx, event, exc)
+                continue
+            profile = _load_profile(ctx, request.user_id)
+            now = request.ts or (profile.last_event_ts if profile else None) or event.message.timestamp
+            ranked = rank_candidates(
+                ctx.index.user_view(profile, ctx.ranking.history_items),
+                ctx.index.view(),
+                request.candidates,
+                ctx.index.rows_of(request.candidates),
+                now=now,
+                config=ctx.ranking,
+                k=request.k,
+            )
+            await _send_list(
+                ctx,
+                request.user_id,
+                ranked,
+                mode="rerank",
+                event_ts=request.ts,
+                message_ts=[event.message.timestamp],
+                request_id=request.request_id,
+            )
+            metrics.batch_processing.labels("rerank_requests").observe(time.perf_counter() - started)
+
+
+def _stored_popularity(tables: Tables, item_id: str) -> tuple[float, float]:
+    entry = tables.item_popularity.get(item_id)
+    return (0.0, 0.0) if entry is None else (float(entry["score"]), float(entry["ref_ts"]))

@@ -1,0 +1,151 @@
+"""In-memory, vectorised index of the catalog, derived from the catalog tables.
+
+Every worker holds the whole catalog for scoring. The source of truth is two global
+Faust tables (``item-catalog`` with vectors, ``item-popularity`` with decayed counts);
+their changelog events are applied here so that ranking reads contiguous numpy arrays
+instead of iterating a table. The index is a cache: it is rebuilt from the changelogs
+at start and never written back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from stream.profiles import UserProfile
+from stream.ranking import CatalogView, UserView
+
+_INITIAL_CAPACITY = 1024
+
+
+class CatalogIndex:
+    """Rows of item vectors, lifecycle flags and popularity, addressed by item id.
+
+    Only vectors produced by ``model_id`` are held: one ranking never mixes models.
+    """
+
+    def __init__(self, model_id: str, dim: int) -> None:
+        self.model_id = model_id
+        self.dim = dim
+        self._ids: list[str] = []
+        self._rows: dict[str, int] = {}
+        self._vectors = np.zeros((_INITIAL_CAPACITY, dim), dtype=np.float32)
+        self._has_vector = np.zeros(_INITIAL_CAPACITY, dtype=bool)
+        self._deleted = np.zeros(_INITIAL_CAPACITY, dtype=bool)
+        self._item_ts = np.full(_INITIAL_CAPACITY, np.nan)
+        self._popularity = np.zeros(_INITIAL_CAPACITY)
+        self._popularity_ref_ts = np.zeros(_INITIAL_CAPACITY)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @property
+    def active_count(self) -> int:
+        """Items that can be recommended now."""
+        n = len(self._ids)
+        return int((self._has_vector[:n] & ~self._deleted[:n]).sum())
+
+    def _row(self, item_id: str) -> int:
+        row = self._rows.get(item_id)
+        if row is not None:
+            return row
+        row = len(self._ids)
+        if row == self._vectors.shape[0]:
+            self._grow()
+        self._ids.append(item_id)
+        self._rows[item_id] = row
+        return row
+
+    def _grow(self) -> None:
+        cap = self._vectors.shape[0] * 2
+        self._vectors = np.resize(self._vectors, (cap, self.dim))
+        self._vectors[len(self._ids) :] = 0.0
+        for name, fill in (
+            ("_has_vector", False),
+            ("_deleted", False),
+            ("_item_ts", np.nan),
+            ("_popularity", 0.0),
+            ("_popularity_ref_ts", 0.0),
+        ):
+            old = getattr(self, name)
+            new = np.full(cap, fill, dtype=old.dtype)
+            new[: old.shape[0]] = old
+            setattr(self, name, new)
+
+    def upsert(self, item_id: str, vector: np.ndarray | None, model_id: str, ts: float | None) -> None:
+        """Set an item's vector (ignored unless it is of this index's model)."""
+        row = self._row(item_id)
+        self._deleted[row] = False
+        self._item_ts[row] = np.nan if ts is None else ts
+        if vector is not None and model_id == self.model_id and vector.shape == (self.dim,):
+            self._vectors[row] = vector
+            self._has_vector[row] = True
+        else:
+            self._vectors[row] = 0.0
+            self._has_vector[row] = False
+
+    def delete(self, item_id: str) -> None:
+        """Retire an item: it is never recommended again (until re-added)."""
+        row = self._row(item_id)
+        self._deleted[row] = True
+        self._has_vector[row] = False
+        self._vectors[row] = 0.0
+
+    def set_popularity(self, item_id: str, score: float, ref_ts: float) -> None:
+        """Set an item's decayed popularity as held at ``ref_ts``."""
+        row = self._row(item_id)
+        self._popularity[row] = score
+        self._popularity_ref_ts[row] = ref_ts
+
+    def vector_of(self, item_id: str) -> np.ndarray | None:
+        """The item's vector under this index's model, or None."""
+        row = self._rows.get(item_id)
+        if row is None or not self._has_vector[row]:
+            return None
+        return self._vectors[row]
+
+    def rows_of(self, item_ids: Iterable[str]) -> np.ndarray:
+        """Row of each id, -1 for ids never seen."""
+        get = self._rows.get
+        return np.fromiter((get(i, -1) for i in item_ids), dtype=np.int64)
+
+    def view(self) -> CatalogView:
+        """Arrays for ranking (views, not copies: use before the next update)."""
+        n = len(self._ids)
+        has_vector, deleted = self._has_vector[:n], self._deleted[:n]
+        return CatalogView(
+            item_ids=self._ids,
+            vectors=self._vectors[:n],
+            active=has_vector & ~deleted,
+            deleted=deleted,
+            item_ts=self._item_ts[:n],
+            popularity=self._popularity[:n],
+            popularity_ref_ts=self._popularity_ref_ts[:n],
+        )
+
+    def user_view(self, profile: UserProfile | None, history_items: int) -> UserView:
+        """The ranking view of a profile: interest, recent vectors, seen rows."""
+        if profile is None:
+            return UserView(None, [], np.zeros((0, self.dim), dtype=np.float32), np.zeros(0, np.int64))
+        ids: list[str] = []
+        vectors: list[np.ndarray] = []
+        taken: set[str] = set()
+        for item_id, _, weight in reversed(profile.history):
+            if len(ids) >= history_items:
+                break
+            if item_id in taken or weight <= 0:
+                continue
+            vec = self.vector_of(item_id)
+            if vec is not None:
+                ids.append(item_id)
+                vectors.append(vec)
+                taken.add(item_id)
+        seen = self.rows_of(profile.seen())
+        interest = profile.vector if profile.has_interest and profile.model_id == self.model_id else None
+        return UserView(
+            interest=interest,
+            history_ids=ids,
+            history_vectors=np.stack(vectors) if vectors else np.zeros((0, self.dim), np.float32),
+            seen_rows=seen[seen >= 0],
+        )

@@ -1,0 +1,141 @@
+"""The ``streamrank`` command: worker, demo, replay, topics.
+
+Settings come from ``STREAMRANK_*`` environment variables; flags given on the command
+line override them. This is the only place that builds ``Settings``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from stream.config import Settings
+
+
+def _common_kafka(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--broker", help="Kafka bootstrap servers (env STREAMRANK_BROKER)")
+    parser.add_argument(
+        "--broker-profile",
+        choices=["kafka", "embedded"],
+        help="broker workarounds (env STREAMRANK_BROKER_PROFILE; default kafka)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="streamrank",
+        description="Streaming real-time recommendation reranker on Kafka.",
+    )
+    parser.add_argument("--log-level", default=None, help="log level (env STREAMRANK_LOG_LEVEL)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    worker = sub.add_parser(
+        "worker",
+        help="run a worker (production entry point; configured by STREAMRANK_* variables)",
+        description="Consume events, items and rerank requests; emit recommendations.",
+    )
+    _common_kafka(worker)
+    worker.add_argument(
+        "--web-port", type=int, help="HTTP port: /metrics, /healthz (env STREAMRANK_WEB_PORT)"
+    )
+    worker.add_argument("--data-dir", help="RocksDB state directory (env STREAMRANK_DATA_DIR)")
+    worker.add_argument("--store", help="table store: rocksdb:// or memory:// (env STREAMRANK_STORE)")
+
+    demo = sub.add_parser(
+        "demo",
+        help="start an embedded broker and a worker, replay MovieLens, show live lists",
+        description="End-to-end demo on the embedded broker (or --broker) with real MovieLens data.",
+    )
+    _common_kafka(demo)
+    demo.add_argument("--data", help="MovieLens ml-latest-small directory (env STREAMRANK_DATA)")
+    demo.add_argument("--max-events", type=int, default=None, help="replay only the first N ratings")
+    demo.add_argument("--rate", type=float, default=0.0, help="events per second (0: unthrottled)")
+    demo.add_argument("--users", type=int, default=3, help="users whose lists are printed live")
+    demo.add_argument("--web-port", type=int, help="worker HTTP port (default: a free port)")
+
+    replay = sub.add_parser("replay", help="publish a dataset to Kafka")
+    replay_sub = replay.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    movielens = replay_sub.add_parser(
+        "movielens",
+        help="MovieLens ml-latest-small: items, then ratings in time order",
+        description="Publish MovieLens items to the items topic, then ratings as events.",
+    )
+    _common_kafka(movielens)
+    movielens.add_argument("--data", help="ml-latest-small directory (env STREAMRANK_DATA)")
+    movielens.add_argument("--rate", type=float, default=0.0, help="events per second (0: unthrottled)")
+    movielens.add_argument("--max-events", type=int, default=None, help="stop after N events")
+    movielens.add_argument("--no-items", action="store_true", help="skip the catalog")
+    movielens.add_argument("--no-events", action="store_true", help="skip the events")
+
+    topics = sub.add_parser("topics", help="manage topics")
+    topics_sub = topics.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = topics_sub.add_parser("create", help="create missing topics, then exit")
+    _common_kafka(create)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Environment settings with the flags that were given applied on top."""
+    flags = {
+        "broker": "broker",
+        "broker_profile": "broker_profile",
+        "web_port": "web_port",
+        "data_dir": "data_dir",
+        "store": "store",
+        "data": "data",
+        "log_level": "log_level",
+    }
+    overrides: dict[str, Any] = {
+        field: getattr(args, attr) for attr, field in flags.items() if getattr(args, attr, None) is not None
+    }
+    return Settings(**overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``streamrank`` console script."""
+    args = build_parser().parse_args(argv)
+    settings = settings_from_args(args)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if settings.log_level.lower() != "debug":
+        # kafka-python logs every connection at INFO and its own loop stalls at WARNING.
+        logging.getLogger("kafka").setLevel(logging.ERROR)
+    if args.command == "worker":
+        from stream.worker import run_worker
+
+        run_worker(settings)
+        return 0
+    if args.command == "demo":
+        from stream.demo import run_demo
+
+        return run_demo(settings, max_events=args.max_events, rate=args.rate, users=args.users)
+    if args.command == "replay":
+        from stream.replay import replay_movielens
+
+        stats = replay_movielens(
+            settings,
+            settings.data,
+            rate=args.rate,
+            max_events=args.max_events,
+            send_items=not args.no_items,
+            send_events=not args.no_events,
+        )
+        print(f"sent {stats.items} items and {stats.events} events in {stats.seconds:.1f}s")
+        return 0
+    if args.command == "topics":
+        from stream.admin import ensure_topics
+
+        created = ensure_topics(settings)
+        print(f"created: {', '.join(created) or 'none (all exist)'}")
+        return 0
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""streamrank settings: one frozen object, read from ``STREAMRANK_*`` environment variables.
+
+Every knob the workers use lives here with its default and the reason for it; nothing
+else in the package reads the environment. ``cli.py`` builds the object once (applying
+command-line flags over the environment) and passes it down.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from encoders.config import EncoderSettings
+
+DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
+    "view": 1.0,
+    "click": 2.0,
+    "rate": 1.0,
+    "like": 3.0,
+    "add_to_cart": 3.0,
+    "purchase": 5.0,
+}
+
+
+def _default_data_dir() -> str:
+    # The repository sits beside ``shared/`` in development checkouts.
+    candidate = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ml-latest-small"
+    return str(candidate) if candidate.is_dir() else ""
+
+
+class Settings(BaseSettings):
+    """Configuration of a streamrank worker, replay producer and demo."""
+
+    model_config = SettingsConfigDict(env_prefix="STREAMRANK_", frozen=True, extra="ignore")
+
+    # --- Kafka -------------------------------------------------------------------------
+    broker: str = Field(
+        "",
+        description="Kafka bootstrap servers, e.g. 'kafka-1:9092,kafka-2:9092'. "
+        "Required by `worker`; `demo` starts an embedded broker when empty.",
+    )
+    broker_profile: Literal["kafka", "embedded"] = Field(
+        "kafka",
+        description="'kafka' for Apache Kafka (production). 'embedded' applies the "
+        "workarounds the embedded Tansu broker needs (short group session timeout, "
+        "one record per produce batch).",
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism when the protocol is SASL_*."
+    )
+    sasl_username: str = Field("", description="SASL user name.")
+    sasl_password: str = Field("", description="SASL password (mount it from a secret).")
+    ssl_cafile: str = Field("", description="CA bundle for SSL/SASL_SSL; empty: system CAs.")
+    app_id: str = Field(
+        "streamrank",
+        description="Consumer group and prefix of internal topics (changelogs, repartition).",
+    )
+    topic_partitions: int = Field(
+        8,
+        gt=0,
+        description="Partitions of every streamrank topic. events and rerank-requests must "
+        "be co-partitioned (same count, keyed by user_id); this is the unit of scale-out.",
+    )
+    topic_replication: int = Field(1, gt=0, description="Replication factor of created topics.")
+    create_topics: bool = Field(True, description="Create missing topics at start (admin rights needed).")
+    events_topic: str = Field("events", description="Interaction events, keyed by user_id.")
+    items_topic: str = Field("items", description="Catalog adds/updates/deletes, keyed by item_id.")
+    rerank_requests_topic: str = Field("rerank-requests", description="Rerank requests, keyed by user_id.")
+    recommendations_topic: str = Field("recommendations", description="Ranked lists out, keyed by user_id.")
+    dead_letters_topic: str = Field(
+        "dead-letters", description="Rejected input with reason and original bytes."
+    )
+
+    # --- Worker process ----------------------------------------------------------------
+    store: str = Field(
+        "rocksdb://",
+        description="Faust table store for user profiles: 'rocksdb://' (production) or "
+        "'memory://'. The catalog tables always live in memory, rebuilt from changelog.",
+    )
+    data_dir: str = Field("streamrank-data", description="Directory for RocksDB state.")
+    web_host: str = Field("0.0.0.0", description="Bind address of the worker's HTTP server.")  # noqa: S104
+    web_port: int = Field(
+        6066,
+        gt=0,
+        description="Port of the worker's HTTP server (/metrics, /healthz, /users/<id>/profile). "
+        "Unique per process on one host.",
+    )
+    log_level: str = Field("info", description="Worker log level.")
+
+    # --- Input validation --------------------------------------------------------------
+    event_weights: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS),
+        description="Weight of each accepted event type (JSON object in the environment). "
+        "Types not listed are rejected to the dead-letter topic.",
+    )
+    max_text_chars: int = Field(
+        4000, gt=0, description="Longest accepted item title+text; longer goes to dead letters."
+    )
+    max_candidates: int = Field(1000, gt=0, description="Most candidates accepted in one rerank request.")
+
+    # --- Profiles and item statistics -----------------------------------------------------
+    interest_half_life_s: float = Field(
+        30 * 86400.0,
+        gt=0,
+        description="Half-life of a user's interest vector, in event-time seconds.",
+    )
+    history_size: int = Field(200, gt=0, description="Recent items kept per user (seen-filter and reasons).")
+    pending_size: int = Field(
+        64,
+        gt=0,
+        description="Events on items not yet encoded kept per user, folded into the "
+        "interest vector once the item's vector arrives.",
+    )
+    popularity_half_life_s: float = Field(
+        7 * 86400.0, gt=0, description="Half-life of item popularity, in event-time seconds."
+    )
+
+    # --- Ranking -----------------------------------------------------------------------
+    top_k: int = Field(10, gt=0, description="Length of emitted lists (requests may ask less).")
+    weight_interest: float = Field(0.45, description="Weight of cosine(user interest vector, item).")
+    weight_history: float = Field(0.35, description="Weight of max cosine(recent history items, item).")
+    weight_popularity: float = Field(0.15, description="Weight of normalised log popularity.")
+    weight_freshness: float = Field(0.05, description="Weight of item freshness.")
+    history_similarity_items: int = Field(
+        10, gt=0, description="Most recent history items compared with each candidate."
+    )
+    freshness_half_life_s: float = Field(
+        365 * 86400.0, gt=0, description="Half-life of item freshness since its `ts`."
+    )
+    mmr_lambda: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="MMR trade-off: 1 = pure relevance (no diversity), lower = more diverse.",
+    )
+    mmr_pool: int = Field(100, gt=0, description="Top candidates re-selected by MMR when mmr_lambda < 1.")
+
+    # --- Batching ----------------------------------------------------------------------
+    event_batch_size: int = Field(
+        500,
+        gt=0,
+        description="Most events taken from the stream at once. Larger batches amortise "
+        "scoring; a user's events within one batch yield one list (coalescing).",
+    )
+    event_batch_window_s: float = Field(
+        0.05,
+        gt=0,
+        description="Longest wait to fill an event batch; bounds the latency that coalescing adds.",
+    )
+    item_batch_size: int = Field(256, gt=0, description="Most catalog messages encoded in one model call.")
+    item_batch_window_s: float = Field(
+        0.2, gt=0, description="Longest wait to fill an item batch before encoding it."
+    )
+
+    # --- Demo and replay ---------------------------------------------------------------
+    data: str = Field(
+        default_factory=_default_data_dir,
+        description="MovieLens ml-latest-small directory. Empty: download to the cache.",
+    )
+    cache_dir: str = Field(str(Path.home() / ".cache" / "streamrank"), description="Download cache.")
+
+    encoder: EncoderSettings = Field(default_factory=EncoderSettings)
+
+    @field_validator("event_weights", mode="before")
+    @classmethod
+    def _parse_weights(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value)
+        return value
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """Broker addresses without any URL scheme."""
+        return [s.strip().removeprefix("kafka://") for s in self.broker.split(",") if s.strip()]
+
+    @property
+    def is_embedded(self) -> bool:
+        """Whether the embedded-broker workarounds are on."""
+        return self.broker_profile == "embedded"
+
+    def user_topics(self) -> list[str]:
+        """Topics keyed by user_id; they must be co-partitioned."""
+        return [self.events_topic, self.rerank_requests_topic]
+
+    def all_topics(self) -> list[str]:
+        """Every external topic streamrank reads or writes."""
+        return [
+            self.events_topic,
+            self.items_topic,
+            self.rerank_requests_topic,
+            self.recommendations_topic,
+            self.dead_letters_topic,
+        ]

@@ -1,0 +1,118 @@
+"""Prometheus metrics of a streamrank worker, built in one place on a given registry.
+
+Names follow Prometheus conventions: the ``streamrank_`` namespace, base units
+(seconds), ``_total`` on counters, bounded label values only (never user or item ids).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from stream.errors import REASONS
+
+# Event-to-recommendation spans sub-millisecond (rerank of a hot profile) to seconds
+# (a backlog after a restart); these buckets keep both ends readable.
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
+    10.0, 30.0,
+)  # fmt: skip
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+AGENTS = ("update_user_interest", "embed_new_items", "count_item_popularity", "rerank_requests")
+MODES = ("topk", "rerank")
+
+
+class Metrics:
+    """Every metric a worker exports; pass ``CollectorRegistry()`` in tests."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        event_types: list[str],
+        source_topics: list[str],
+    ) -> None:
+        self.registry = registry
+        self.events = Counter(
+            "streamrank_events",
+            "Valid interaction events processed, by type.",
+            ["type"],
+            registry=registry,
+        )
+        self.items_encoded = Counter(
+            "streamrank_items_encoded",
+            "Catalog items encoded into vectors.",
+            registry=registry,
+        )
+        self.items_deleted = Counter("streamrank_items_deleted", "Catalog items retired.", registry=registry)
+        self.recommendations = Counter(
+            "streamrank_recommendations",
+            "Recommendation lists emitted, by mode (topk after events, rerank on request).",
+            ["mode"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            "streamrank_dead_letters",
+            "Messages rejected to the dead-letter topic, by source topic and reason.",
+            ["topic", "reason"],
+            registry=registry,
+        )
+        self.unencoded_item_events = Counter(
+            "streamrank_unencoded_item_events",
+            "Events on items without a vector yet; kept pending in the user's profile.",
+            registry=registry,
+        )
+        self.event_to_recommendation = Histogram(
+            "streamrank_event_to_recommendation_seconds",
+            "From the Kafka timestamp of the newest input message to the list being sent.",
+            ["mode"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.batch_processing = Histogram(
+            "streamrank_batch_processing_seconds",
+            "Processing time of one batch taken from a stream, by agent.",
+            ["agent"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "streamrank_batch_size",
+            "Messages per batch taken from a stream, by agent.",
+            ["agent"],
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=registry,
+        )
+        self.encoder_batch_size = Histogram(
+            "streamrank_encoder_batch_size",
+            "Texts per encoder call.",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=registry,
+        )
+        self.encoder_batch_duration = Histogram(
+            "streamrank_encoder_batch_duration_seconds",
+            "Wall time of one encoder call.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.users = Gauge(
+            "streamrank_users",
+            "User profiles held by this worker (its partitions).",
+            registry=registry,
+        )
+        self.items = Gauge(
+            "streamrank_items",
+            "Active catalog items with a vector of the current model, held for scoring.",
+            registry=registry,
+        )
+        self.model = Info("streamrank_model", "Encoder model used for item vectors.", registry=registry)
+        # Pre-create known label values so their series exist from 0.
+        for event_type in event_types:
+            self.events.labels(event_type)
+        for mode in MODES:
+            self.recommendations.labels(mode)
+            self.event_to_recommendation.labels(mode)
+        for agent in AGENTS:
+            self.batch_processing.labels(agent)
+            self.batch_size.labels(agent)
+        for topic in source_topics:
+            for reason in REASONS:
+                self.dead_letters.labels(topic, reason)

@@ -1,0 +1,125 @@
+"""Run a worker as a child process and read its HTTP pages (demo, tests, benchmarks)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from stream.errors import StreamrankError
+
+
+class WorkerProcess:
+    """``streamrank worker`` in a child process, stopped by PID."""
+
+    def __init__(self, env: dict[str, str], web_port: int, log_path: Path) -> None:
+        self.env = {**os.environ, **env, "STREAMRANK_WEB_PORT": str(web_port)}
+        self.web_port = web_port
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the worker's HTTP server."""
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def start(self) -> WorkerProcess:
+        """Start the worker (returns at once; see :meth:`wait_ready`)."""
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "worker"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        return self
+
+    def get_json(self, path: str) -> tuple[int, Any]:
+        """GET a JSON page: (status, body)."""
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=5) as response:  # noqa: S310 - loopback
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def metrics(self) -> dict[str, float]:
+        """Current samples of /metrics as ``{'name{label="v"}': value}``."""
+        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as response:  # noqa: S310 - loopback
+            text = response.read().decode("utf-8")
+        return parse_samples(text)
+
+    def wait_ready(self, timeout_s: float = 120.0, min_items: int = 0) -> None:
+        """Wait until /healthz says ready (and at least ``min_items`` are encoded)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise StreamrankError(f"worker exited with {self.process.returncode}; log: {self.log_path}")
+            try:
+                status, body = self.get_json("/healthz")
+                if status == 200 and body["items"] >= min_items:
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.25)
+        raise StreamrankError(f"worker not ready after {timeout_s}s; log: {self.log_path}")
+
+    def stop(self, timeout_s: float = 30.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout_s``; returns the exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        return self.process.returncode
+
+
+def parse_samples(text: str) -> dict[str, float]:
+    """Flatten Prometheus text exposition into ``{'name{a="x",b="y"}': value}``."""
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return out
+
+
+def histogram_quantile(q: float, samples: dict[str, float], name: str) -> float | None:
+    """Prometheus-style quantile (linear within a bucket) of a histogram, all labels summed."""
+    buckets: dict[float, float] = {}
+    prefix = f"{name}_bucket{{"
+    for key, value in samples.items():
+        if key.startswith(prefix):
+            le = key.split('le="', 1)[1].split('"', 1)[0]
+            bound = float("inf") if le == "+Inf" else float(le)
+            buckets[bound] = buckets.get(bound, 0.0) + value
+    if not buckets:
+        return None
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]]
+    if total <= 0:
+        return None
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * (rank - below) / max(count - below, 1e-12)
+        lower, below = bound, count
+    return lower

@@ -1,0 +1,207 @@
+"""User profiles: a time-decayed interest vector plus bounded recent history.
+
+The interest vector is the decayed sum  v(t) = sum_i w_i * 2^(-(t - t_i)/h) * x_i  over
+the user's events (item vector x_i, event weight w_i, half-life h). It is stored decayed
+to ``ref_ts``, the newest event time seen, so one update is O(dim) and out-of-order
+events are folded in at their own time. Only the direction matters for scoring.
+
+Pure functions and a plain dataclass: no Faust, no Kafka. Agents serialise profiles with
+``to_dict``/``from_dict`` into a changelog-backed table.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# (item_id, ts, weight): compact enough for JSON, enough to rebuild a vector.
+HistoryEntry = tuple[str, float, float]
+VectorLookup = Callable[[str], "np.ndarray | None"]
+
+
+def encode_vector(vector: np.ndarray) -> str:
+    """float32 vector -> base64 text (little-endian), for JSON tables and topics."""
+    return base64.b64encode(np.ascontiguousarray(vector, dtype="<f4").tobytes()).decode("ascii")
+
+
+def decode_vector(text: str) -> np.ndarray:
+    """Inverse of :func:`encode_vector`."""
+    return np.frombuffer(base64.b64decode(text), dtype="<f4").astype(np.float32)
+
+
+def decay(dt: float | np.ndarray, half_life: float) -> float | np.ndarray:
+    """Decay factor 2^(-dt/half_life); dt <= 0 gives 1 (no growth into the past)."""
+    return np.exp2(-np.maximum(dt, 0.0) / half_life)
+
+
+def fold_in(
+    vector: np.ndarray,
+    mass: float,
+    ref_ts: float,
+    item_vector: np.ndarray,
+    weight: float,
+    ts: float,
+    half_life: float,
+) -> tuple[np.ndarray, float, float]:
+    """Add one weighted item vector at time ``ts`` to a decayed sum held at ``ref_ts``.
+
+    Returns:
+        (vector, mass, ref_ts) decayed to ``max(ref_ts, ts)``; ``mass`` is the decayed
+        sum of weights, a confidence measure.
+    """
+    if ts >= ref_ts:
+        keep = float(decay(ts - ref_ts, half_life))
+        return vector * keep + weight * item_vector, mass * keep + weight, ts
+    late = float(decay(ref_ts - ts, half_life))
+    return vector + (weight * late) * item_vector, mass + weight * late, ref_ts
+
+
+@dataclass(slots=True)
+class UserProfile:
+    """What streamrank knows about one user."""
+
+    vector: np.ndarray | None = None
+    mass: float = 0.0
+    ref_ts: float = 0.0
+    model_id: str = ""
+    history: list[HistoryEntry] = field(default_factory=list)
+    pending: list[HistoryEntry] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    n_events: int = 0
+    last_event_ts: float = 0.0
+
+    @property
+    def has_interest(self) -> bool:
+        """Whether the profile holds a usable interest vector (else: cold start)."""
+        return self.vector is not None and self.mass > 0.0
+
+    def seen(self) -> set[str]:
+        """Item ids in the bounded history (filtered out of top-K lists)."""
+        return {item for item, _, _ in self.history} | {item for item, _, _ in self.pending}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form stored in the ``user-profiles`` table."""
+        return {
+            "vector": None if self.vector is None else encode_vector(self.vector),
+            "mass": self.mass,
+            "ref_ts": self.ref_ts,
+            "model_id": self.model_id,
+            "history": [list(e) for e in self.history],
+            "pending": [list(e) for e in self.pending],
+            "counts": self.counts,
+            "n_events": self.n_events,
+            "last_event_ts": self.last_event_ts,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UserProfile:
+        """Inverse of :meth:`to_dict`."""
+        vector = data.get("vector")
+        return cls(
+            vector=None if vector is None else decode_vector(vector),
+            mass=float(data["mass"]),
+            ref_ts=float(data["ref_ts"]),
+            model_id=data["model_id"],
+            history=[(str(i), float(t), float(w)) for i, t, w in data["history"]],
+            pending=[(str(i), float(t), float(w)) for i, t, w in data["pending"]],
+            counts=dict(data["counts"]),
+            n_events=int(data["n_events"]),
+            last_event_ts=float(data["last_event_ts"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileParams:
+    """How events change a profile."""
+
+    half_life_s: float
+    history_size: int
+    pending_size: int
+    model_id: str
+
+
+def _fold(profile: UserProfile, item_vector: np.ndarray, weight: float, ts: float, h: float) -> None:
+    if profile.vector is None:
+        profile.vector = np.zeros_like(item_vector, dtype=np.float32)
+        profile.ref_ts = ts
+    vector, profile.mass, profile.ref_ts = fold_in(
+        profile.vector, profile.mass, profile.ref_ts, item_vector, weight, ts, h
+    )
+    profile.vector = vector.astype(np.float32, copy=False)
+
+
+def rebuild_interest(profile: UserProfile, lookup: VectorLookup, params: ProfileParams) -> None:
+    """Recompute the interest vector from history with the current model's vectors.
+
+    Used when the profile's vectors came from another model: one ranking never mixes
+    vectors of two models. Events older than the bounded history are forgotten.
+    """
+    profile.vector, profile.mass, profile.ref_ts = None, 0.0, 0.0
+    profile.model_id = params.model_id
+    in_history = set(profile.history)
+    late = [e for e in profile.pending if e not in in_history]
+    entries = sorted(profile.history + late, key=lambda e: e[1])
+    profile.pending = []
+    for item_id, ts, weight in entries:
+        vec = lookup(item_id)
+        if vec is None:
+            profile.pending.append((item_id, ts, weight))
+        else:
+            _fold(profile, vec, weight, ts, params.half_life_s)
+    profile.pending = profile.pending[-params.pending_size :]
+
+
+def resolve_pending(profile: UserProfile, lookup: VectorLookup, params: ProfileParams) -> int:
+    """Fold in pending events whose item vectors have arrived; return how many."""
+    if not profile.pending:
+        return 0
+    still: list[HistoryEntry] = []
+    folded = 0
+    for item_id, ts, weight in profile.pending:
+        vec = lookup(item_id)
+        if vec is None:
+            still.append((item_id, ts, weight))
+        else:
+            _fold(profile, vec, weight, ts, params.half_life_s)
+            folded += 1
+    profile.pending = still
+    return folded
+
+
+def apply_event(
+    profile: UserProfile,
+    item_id: str,
+    event_type: str,
+    ts: float,
+    weight: float,
+    item_vector: np.ndarray | None,
+    params: ProfileParams,
+) -> bool:
+    """Apply one interaction to a profile in place.
+
+    Args:
+        weight: the event's effective weight (type weight x payload weight).
+        item_vector: the item's vector under ``params.model_id``, or None when the item
+            is not encoded yet; the event is then kept pending, not lost.
+
+    Returns:
+        True when the event went into the interest vector, False when it is pending.
+    """
+    profile.n_events += 1
+    profile.counts[event_type] = profile.counts.get(event_type, 0) + 1
+    profile.last_event_ts = max(profile.last_event_ts, ts)
+    profile.history.append((item_id, ts, weight))
+    if len(profile.history) > params.history_size:
+        del profile.history[: len(profile.history) - params.history_size]
+    if item_vector is None:
+        profile.pending.append((item_id, ts, weight))
+        if len(profile.pending) > params.pending_size:
+            del profile.pending[: len(profile.pending) - params.pending_size]
+        return False
+    if weight > 0:
+        _fold(profile, item_vector, weight, ts, params.half_life_s)
+    return True

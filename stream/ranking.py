@@ -1,0 +1,289 @@
+"""Hybrid scoring and selection of items for a user: pure, vectorised numpy.
+
+score = w_interest * cos(user interest, item)
+      + w_history  * max_j cos(recent history item j, item)
+      + w_popularity * log1p(decayed popularity) / log1p(max decayed popularity)
+      + w_freshness  * 2^(-(now - item ts) / freshness half-life)
+
+Workers and the evaluation tools call the same functions. No Faust, no Kafka, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from stream.records import RankedItem
+
+if TYPE_CHECKING:
+    from stream.config import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class RankingConfig:
+    """Weights and limits of the hybrid score (see ``Settings`` for meanings)."""
+
+    weight_interest: float = 0.45
+    weight_history: float = 0.35
+    weight_popularity: float = 0.15
+    weight_freshness: float = 0.05
+    top_k: int = 10
+    history_items: int = 10
+    popularity_half_life_s: float = 7 * 86400.0
+    freshness_half_life_s: float = 365 * 86400.0
+    mmr_lambda: float = 1.0
+    mmr_pool: int = 100
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RankingConfig:
+        """Take the ranking fields of the worker settings."""
+        return cls(
+            weight_interest=settings.weight_interest,
+            weight_history=settings.weight_history,
+            weight_popularity=settings.weight_popularity,
+            weight_freshness=settings.weight_freshness,
+            top_k=settings.top_k,
+            history_items=settings.history_similarity_items,
+            popularity_half_life_s=settings.popularity_half_life_s,
+            freshness_half_life_s=settings.freshness_half_life_s,
+            mmr_lambda=settings.mmr_lambda,
+            mmr_pool=settings.mmr_pool,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogView:
+    """Arrays describing the catalog rows at one moment (row i = ``item_ids[i]``).
+
+    ``vectors`` rows without a vector are zero; ``active`` marks rows that may be
+    recommended (have a vector of the current model, not deleted); ``deleted`` marks
+    retired items, which are never returned, not even as rerank candidates.
+    """
+
+    item_ids: Sequence[str]
+    vectors: np.ndarray  # (n, dim) float32, unit rows
+    active: np.ndarray  # (n,) bool
+    deleted: np.ndarray  # (n,) bool
+    item_ts: np.ndarray  # (n,) float64, NaN when unknown
+    popularity: np.ndarray  # (n,) float64 decayed score held at popularity_ref_ts
+    popularity_ref_ts: np.ndarray  # (n,) float64
+
+
+@dataclass(frozen=True, slots=True)
+class UserView:
+    """What ranking needs from a profile: interest direction, recent items, seen rows."""
+
+    interest: np.ndarray | None  # (dim,) or None for a cold-start user
+    history_ids: Sequence[str]  # most recent first, each with a vector
+    history_vectors: np.ndarray  # (m, dim)
+    seen_rows: np.ndarray  # (s,) int rows excluded from catalog lists
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreParts:
+    """Per-candidate score components and their weighted total."""
+
+    interest: np.ndarray
+    history: np.ndarray
+    history_best: np.ndarray  # index into UserView.history_ids, -1 if none
+    popularity: np.ndarray
+    freshness: np.ndarray
+    total: np.ndarray
+
+
+def decayed(values: np.ndarray, ref_ts: np.ndarray, now: float, half_life: float) -> np.ndarray:
+    """Values held at ``ref_ts`` decayed to ``now`` (never grown for ref_ts > now)."""
+    return values * np.exp2(-np.maximum(now - ref_ts, 0.0) / half_life)
+
+
+def normalised_log(values: np.ndarray, reference_max: float | None = None) -> np.ndarray:
+    """log1p(values) scaled to [0, 1] by the log1p of the maximum."""
+    top = float(values.max(initial=0.0)) if reference_max is None else reference_max
+    if top <= 0.0:
+        return np.zeros_like(values, dtype=np.float64)
+    return np.log1p(np.maximum(values, 0.0)) / np.log1p(top)
+
+
+def freshness(item_ts: np.ndarray, now: float, half_life: float) -> np.ndarray:
+    """1 for an item born now, halving every half-life; 0 when the birth time is unknown."""
+    fresh = np.exp2(-np.maximum(now - item_ts, 0.0) / half_life)
+    return np.nan_to_num(fresh, nan=0.0)
+
+
+def score_parts(
+    user: UserView,
+    vectors: np.ndarray,
+    popularity: np.ndarray,
+    fresh: np.ndarray,
+    config: RankingConfig,
+) -> ScoreParts:
+    """Score every row of ``vectors`` for one user.
+
+    Args:
+        vectors: (n, dim) unit item vectors (zero rows score 0 on content terms).
+        popularity: (n,) normalised popularity in [0, 1].
+        fresh: (n,) freshness in [0, 1].
+    """
+    n = vectors.shape[0]
+    interest = np.zeros(n, dtype=np.float32)
+    if user.interest is not None:
+        norm = float(np.linalg.norm(user.interest))
+        if norm > 0.0:
+            interest = vectors @ (user.interest / norm).astype(np.float32)
+    history = np.zeros(n, dtype=np.float32)
+    best = np.full(n, -1, dtype=np.int64)
+    if len(user.history_ids):
+        sims = user.history_vectors @ vectors.T  # (m, n)
+        best = sims.argmax(axis=0)
+        history = sims[best, np.arange(n)]
+    total = (
+        config.weight_interest * interest
+        + config.weight_history * history
+        + config.weight_popularity * popularity
+        + config.weight_freshness * fresh
+    )
+    return ScoreParts(interest, history, best, popularity, fresh, total)
+
+
+def reasons(
+    parts: ScoreParts, rows: np.ndarray, history_ids: Sequence[str], config: RankingConfig
+) -> list[str]:
+    """A short reason per selected row, from the score component that contributed most.
+
+    Content (interest + history similarity) is explained by the most similar recent
+    item (``similar:<item_id>``), or ``interest`` without history; then ``trending``
+    (popularity) and ``new`` (freshness).
+    """
+    out = []
+    for r in rows:
+        contributions = (
+            config.weight_interest * parts.interest[r] + config.weight_history * parts.history[r],
+            config.weight_popularity * parts.popularity[r],
+            config.weight_freshness * parts.freshness[r],
+        )
+        top = int(np.argmax(contributions))
+        if contributions[top] <= 0.0:
+            out.append("trending")
+        elif top == 0:
+            best = parts.history_best[r]
+            out.append(f"similar:{history_ids[best]}" if best >= 0 else "interest")
+        else:
+            out.append(("trending", "new")[top - 1])
+    return out
+
+
+def mmr_order(relevance: np.ndarray, vectors: np.ndarray, k: int, lam: float) -> np.ndarray:
+    """Maximal marginal relevance: greedily pick argmax lam*rel - (1-lam)*max sim to picked.
+
+    Args:
+        relevance: (n,) scores of the pool.
+        vectors: (n, dim) unit vectors of the pool.
+
+    Returns:
+        Indices into the pool, in selection order (at most k).
+    """
+    n = len(relevance)
+    k = min(k, n)
+    if lam >= 1.0 or k <= 1:
+        return np.argsort(-relevance, kind="stable")[:k]
+    chosen: list[int] = []
+    max_sim = np.full(n, -np.inf)
+    available = np.ones(n, dtype=bool)
+    for _ in range(k):
+        redundancy = np.where(np.isinf(max_sim), 0.0, max_sim)
+        value = lam * relevance - (1.0 - lam) * redundancy
+        value[~available] = -np.inf
+        pick = int(np.argmax(value))
+        chosen.append(pick)
+        available[pick] = False
+        max_sim = np.maximum(max_sim, vectors @ vectors[pick])
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def _catalog_signals(
+    catalog: CatalogView, rows: np.ndarray, now: float, config: RankingConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    pop_all = decayed(catalog.popularity, catalog.popularity_ref_ts, now, config.popularity_half_life_s)
+    # Normalise by the most popular active item so scores compare across calls.
+    top = float(pop_all[catalog.active].max(initial=0.0)) if catalog.active.any() else 0.0
+    popularity = normalised_log(pop_all[rows], reference_max=top)
+    fresh = freshness(catalog.item_ts[rows], now, config.freshness_half_life_s)
+    return popularity, fresh
+
+
+def rank_catalog(
+    user: UserView, catalog: CatalogView, now: float, config: RankingConfig, k: int | None = None
+) -> list[RankedItem]:
+    """Top-k active catalog items for a user, seen items excluded.
+
+    A user without interest or history (cold start) gets trending items.
+    """
+    k = config.top_k if k is None else k
+    eligible = catalog.active.copy()
+    if len(user.seen_rows):
+        eligible[user.seen_rows] = False
+    rows = np.flatnonzero(eligible)
+    if rows.size == 0:
+        return []
+    popularity, fresh = _catalog_signals(catalog, rows, now, config)
+    parts = score_parts(user, catalog.vectors[rows], popularity, fresh, config)
+    pool_size = min(rows.size, max(k, config.mmr_pool if config.mmr_lambda < 1.0 else k))
+    if pool_size < rows.size:
+        pool = np.argpartition(-parts.total, pool_size - 1)[:pool_size]
+    else:
+        pool = np.arange(rows.size)
+    order = pool[mmr_order(parts.total[pool], catalog.vectors[rows[pool]], k, config.mmr_lambda)]
+    why = reasons(parts, order, user.history_ids, config)
+    return [RankedItem(catalog.item_ids[rows[i]], float(parts.total[i]), why[j]) for j, i in enumerate(order)]
+
+
+def rank_candidates(
+    user: UserView,
+    catalog: CatalogView,
+    candidate_ids: Sequence[str],
+    candidate_rows: np.ndarray,
+    now: float,
+    config: RankingConfig,
+    k: int | None = None,
+) -> list[RankedItem]:
+    """Reorder exactly the given candidates for a user (duplicates kept once).
+
+    Candidates unknown to the catalog (row -1) or without a vector are scored on
+    popularity and freshness only and explained as ``unknown``; deleted items are
+    dropped, since a retired item is never recommended.
+    """
+    seen_ids: set[str] = set()
+    keep: list[int] = []
+    for i, item_id in enumerate(candidate_ids):
+        if item_id in seen_ids:
+            continue
+        seen_ids.add(item_id)
+        row = candidate_rows[i]
+        if row >= 0 and catalog.deleted[row]:
+            continue
+        keep.append(i)
+    idx = np.asarray(keep, dtype=np.int64)
+    rows = candidate_rows[idx]
+    known = rows >= 0
+    dim = catalog.vectors.shape[1] if catalog.vectors.ndim == 2 else 0
+    vectors = np.zeros((idx.size, dim), dtype=np.float32)
+    vectors[known] = catalog.vectors[rows[known]]
+    popularity = np.zeros(idx.size)
+    fresh = np.zeros(idx.size)
+    if known.any():
+        popularity[known], fresh[known] = _catalog_signals(catalog, rows[known], now, config)
+    parts = score_parts(user, vectors, popularity, fresh, config)
+    order = mmr_order(parts.total, vectors, min(k or idx.size, idx.size), config.mmr_lambda)
+    why = reasons(parts, order, user.history_ids, config)
+    has_vector = vectors.any(axis=1)
+    return [
+        RankedItem(
+            candidate_ids[idx[i]],
+            float(parts.total[i]),
+            why[j] if has_vector[i] else "unknown",
+        )
+        for j, i in enumerate(order)
+    ]

@@ -1,0 +1,107 @@
+"""Faust tables: the state of streamrank.
+
+- ``user-profiles``: one profile per user, partitioned like ``events`` (key user_id),
+  changelog-backed, RocksDB in production. Written only by ``update_user_interest``.
+- ``item-catalog``: a global table (every worker holds it all) with each item's vector,
+  the model that produced it, its time and deletion flag. Written by ``embed_new_items``.
+- ``item-popularity``: a global table of decayed interaction counts per item, written by
+  ``count_item_popularity``, the one owner of each item's partition, so each event is
+  counted once whatever the number of workers.
+
+Global tables live in memory and are rebuilt from their changelogs at start; every
+changelog event is also applied to the worker's vectorised ``CatalogIndex``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.types import EventT, TableT
+
+from stream.catalog import CatalogIndex
+from stream.config import Settings
+from stream.profiles import decode_vector
+
+
+@dataclass(frozen=True, slots=True)
+class Tables:
+    """The pipeline's tables."""
+
+    user_profiles: TableT
+    item_catalog: TableT
+    item_popularity: TableT
+
+
+def _value(raw: Any) -> dict[str, Any] | None:
+    if raw is None or isinstance(raw, dict):
+        return raw
+    return json.loads(raw)
+
+
+def _key(raw: Any) -> str:
+    return raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+
+
+def apply_catalog_entry(index: CatalogIndex, item_id: str, entry: dict[str, Any] | None) -> None:
+    """Apply one ``item-catalog`` value to the index."""
+    if entry is None or entry.get("deleted"):
+        index.delete(item_id)
+        return
+    vector = entry.get("vector")
+    index.upsert(
+        item_id,
+        None if vector is None else decode_vector(vector),
+        entry.get("model_id", ""),
+        entry.get("ts"),
+    )
+
+
+def apply_popularity_entry(index: CatalogIndex, item_id: str, entry: dict[str, Any] | None) -> None:
+    """Apply one ``item-popularity`` value to the index."""
+    if entry is None:
+        index.set_popularity(item_id, 0.0, 0.0)
+    else:
+        index.set_popularity(item_id, float(entry["score"]), float(entry["ref_ts"]))
+
+
+def declare_tables(app: faust.App, settings: Settings, index: CatalogIndex) -> Tables:
+    """Declare the tables; global-table changelog events feed ``index``."""
+
+    async def on_catalog_event(event: EventT) -> None:
+        apply_catalog_entry(index, _key(event.key), _value(event.value))
+
+    async def on_popularity_event(event: EventT) -> None:
+        apply_popularity_entry(index, _key(event.key), _value(event.value))
+
+    global_options: dict[str, Any] = {
+        "partitions": settings.topic_partitions,
+        "key_type": str,
+        # yarl treats a bare "memory://" as an empty URL, so name a host.
+        "store": "memory://global",
+        # Writers are the owners of the item's input partition, not of the changelog
+        # partition; every worker reads every changelog partition.
+        "use_partitioner": True,
+    }
+    return Tables(
+        user_profiles=app.Table(
+            "user-profiles",
+            partitions=settings.topic_partitions,
+            key_type=str,
+            help="Per-user interest vector, history and counters.",
+        ),
+        item_catalog=app.GlobalTable(
+            "item-catalog",
+            on_changelog_event=on_catalog_event,
+            help="Item vectors tagged with their model.",
+            **global_options,
+        ),
+        item_popularity=app.GlobalTable(
+            "item-popularity",
+            on_changelog_event=on_popularity_event,
+            help="Time-decayed interaction counts per item.",
+            **global_options,
+        ),
+    )

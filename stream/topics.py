@@ -1,0 +1,54 @@
+"""Topics streamrank reads and writes.
+
+Input topics carry raw bytes: decoding happens in ``records`` so that malformed input
+reaches the dead-letter topic with its original bytes instead of failing in Faust.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+from faust.types import TopicT
+
+from stream.config import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Every topic of the pipeline, by role."""
+
+    events: TopicT
+    items: TopicT
+    rerank_requests: TopicT
+    recommendations: TopicT
+    dead_letters: TopicT
+    item_interactions: TopicT  # internal: events re-keyed by item_id for popularity
+
+
+def declare_topics(app: faust.App, settings: Settings) -> Topics:
+    """Declare the topics on the app (external ones are created by ``admin``)."""
+
+    def raw(name: str) -> TopicT:
+        return app.topic(
+            name,
+            partitions=settings.topic_partitions,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+
+    return Topics(
+        events=raw(settings.events_topic),
+        items=raw(settings.items_topic),
+        rerank_requests=raw(settings.rerank_requests_topic),
+        recommendations=raw(settings.recommendations_topic),
+        dead_letters=raw(settings.dead_letters_topic),
+        item_interactions=app.topic(
+            f"{settings.app_id}-item-interactions",
+            internal=True,
+            partitions=settings.topic_partitions,
+            key_type=str,
+            key_serializer="raw",
+            value_serializer="json",
+        ),
+    )

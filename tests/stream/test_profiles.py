@@ -1,0 +1,107 @@
+"""Decay and profile update math."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream.profiles import (
+    ProfileParams,
+    UserProfile,
+    apply_event,
+    decay,
+    decode_vector,
+    encode_vector,
+    fold_in,
+    rebuild_interest,
+    resolve_pending,
+)
+
+H = 100.0
+PARAMS = ProfileParams(half_life_s=H, history_size=3, pending_size=2, model_id="m")
+
+
+def unit(*xs: float) -> np.ndarray:
+    v = np.array(xs, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_decay_halves_each_half_life_and_never_grows() -> None:
+    assert decay(0.0, H) == 1.0
+    assert decay(H, H) == pytest.approx(0.5)
+    assert decay(3 * H, H) == pytest.approx(0.125)
+    assert decay(-50.0, H) == 1.0
+
+
+def test_fold_in_matches_the_closed_form_in_any_order() -> None:
+    a, b, c = unit(1, 0), unit(0, 1), unit(1, 1)
+    events = [(a, 1.0, 0.0), (b, 2.0, 100.0), (c, 0.5, 250.0)]
+    expected = sum(w * 2 ** (-(250.0 - t) / H) * x for x, w, t in events)
+    for order in ([0, 1, 2], [2, 0, 1], [1, 2, 0]):
+        v, mass, ref = np.zeros(2, np.float32), 0.0, 0.0
+        first = True
+        for i in order:
+            x, w, t = events[i]
+            if first:
+                ref, first = t, False
+            v, mass, ref = fold_in(v, mass, ref, x, w, t, H)
+        assert ref == 250.0
+        np.testing.assert_allclose(v, expected, rtol=1e-5)
+        assert mass == pytest.approx(sum(w * 2 ** (-(250.0 - t) / H) for _, w, t in events))
+
+
+def test_apply_event_updates_counters_history_and_vector() -> None:
+    p = UserProfile(model_id="m")
+    assert apply_event(p, "a", "click", 10.0, 2.0, unit(1, 0), PARAMS)
+    assert apply_event(p, "b", "view", 20.0, 1.0, unit(0, 1), PARAMS)
+    assert p.counts == {"click": 1, "view": 1} and p.n_events == 2 and p.last_event_ts == 20.0
+    assert [h[0] for h in p.history] == ["a", "b"]
+    assert p.has_interest and p.vector.dtype == np.float32
+    # a (weight 2, 10 s older) outweighs b (weight 1)
+    assert p.vector[0] > p.vector[1]
+
+
+def test_history_is_bounded_and_seen_covers_it() -> None:
+    p = UserProfile(model_id="m")
+    for i in range(5):
+        apply_event(p, f"i{i}", "view", float(i), 1.0, unit(1, 0), PARAMS)
+    assert [h[0] for h in p.history] == ["i2", "i3", "i4"]
+    assert p.seen() == {"i2", "i3", "i4"}
+
+
+def test_unencoded_item_is_pending_then_folded_in() -> None:
+    p = UserProfile(model_id="m")
+    assert not apply_event(p, "new", "click", 5.0, 1.0, None, PARAMS)
+    assert not p.has_interest and p.pending == [("new", 5.0, 1.0)]
+    vectors = {"new": unit(0, 1)}
+    assert resolve_pending(p, vectors.get, PARAMS) == 1
+    assert p.pending == [] and p.has_interest
+    np.testing.assert_allclose(p.vector, unit(0, 1))
+
+
+def test_pending_is_bounded() -> None:
+    p = UserProfile(model_id="m")
+    for i in range(4):
+        apply_event(p, f"x{i}", "view", float(i), 1.0, None, PARAMS)
+    assert [e[0] for e in p.pending] == ["x2", "x3"]
+
+
+def test_rebuild_uses_only_the_new_model() -> None:
+    p = UserProfile(model_id="old")
+    apply_event(p, "a", "view", 1.0, 1.0, unit(1, 0), PARAMS)
+    apply_event(p, "b", "view", 2.0, 1.0, None, PARAMS)
+    new_vectors = {"a": unit(0, 1), "b": unit(0, 1)}
+    rebuild_interest(p, new_vectors.get, PARAMS)
+    assert p.model_id == "m" and p.pending == []
+    np.testing.assert_allclose(p.vector / np.linalg.norm(p.vector), unit(0, 1), atol=1e-6)
+
+
+def test_round_trip_through_json_form() -> None:
+    p = UserProfile(model_id="m")
+    apply_event(p, "a", "view", 1.0, 1.0, unit(3, 4), PARAMS)
+    apply_event(p, "b", "click", 2.0, 2.0, None, PARAMS)
+    q = UserProfile.from_dict(p.to_dict())
+    np.testing.assert_array_equal(q.vector, p.vector)
+    assert (q.history, q.pending, q.counts, q.n_events, q.mass) == (p.history, p.pending, p.counts, 2, p.mass)
+    v = np.random.default_rng(0).standard_normal(384).astype(np.float32)
+    np.testing.assert_array_equal(decode_vector(encode_vector(v)), v)

@@ -1,0 +1,138 @@
+"""Ranking: seen-filter, cold start, candidate mode, MMR, reasons, popularity math."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream import popularity
+from stream.catalog import CatalogIndex
+from stream.profiles import ProfileParams, UserProfile, apply_event
+from stream.ranking import RankingConfig, mmr_order, normalised_log, rank_candidates, rank_catalog
+
+DAY = 86400.0
+CONFIG = RankingConfig(top_k=3, popularity_half_life_s=7 * DAY, freshness_half_life_s=365 * DAY)
+PARAMS = ProfileParams(half_life_s=30 * DAY, history_size=50, pending_size=10, model_id="m")
+
+
+def unit(*xs: float) -> np.ndarray:
+    v = np.array(xs, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+@pytest.fixture
+def index() -> CatalogIndex:
+    """Two clusters: sci-fi along x, romance along y; r3 is very popular."""
+    idx = CatalogIndex("m", 3)
+    for item, vec in {
+        "s1": unit(1, 0.05, 0),
+        "s2": unit(1, 0.1, 0),
+        "s3": unit(1, 0, 0.1),
+        "s4": unit(1, 0.2, 0.1),
+        "r1": unit(0.05, 1, 0),
+        "r2": unit(0.1, 1, 0),
+        "r3": unit(0, 1, 0.1),
+    }.items():
+        idx.upsert(item, vec, "m", ts=0.0)
+    idx.set_popularity("r3", 50.0, 10 * DAY)
+    idx.set_popularity("r1", 5.0, 10 * DAY)
+    return idx
+
+
+def profile_of(index: CatalogIndex, items: list[str]) -> UserProfile:
+    p = UserProfile(model_id="m")
+    for t, item in enumerate(items):
+        apply_event(p, item, "click", 10 * DAY + t, 1.0, index.vector_of(item), PARAMS)
+    return p
+
+
+def test_user_gets_their_cluster_and_no_seen_items(index: CatalogIndex) -> None:
+    p = profile_of(index, ["s1", "s2"])
+    ranked = rank_catalog(index.user_view(p, 10), index.view(), now=10 * DAY, config=CONFIG)
+    ids = [r.item_id for r in ranked]
+    assert ids[:2] == ["s3", "s4"] or set(ids[:2]) == {"s3", "s4"}
+    assert not {"s1", "s2"} & set(ids)
+    assert ranked[0].reason.startswith("similar:s")
+    assert [r.score for r in ranked] == sorted((r.score for r in ranked), reverse=True)
+
+
+def test_cold_start_gets_trending(index: CatalogIndex) -> None:
+    ranked = rank_catalog(index.user_view(None, 10), index.view(), now=10 * DAY, config=CONFIG)
+    assert [r.item_id for r in ranked[:2]] == ["r3", "r1"]
+    assert ranked[0].reason == "trending"
+
+
+def test_deleted_items_are_never_recommended(index: CatalogIndex) -> None:
+    index.delete("s3")
+    p = profile_of(index, ["s1"])
+    view = index.view()
+    assert "s3" not in [r.item_id for r in rank_catalog(index.user_view(p, 10), view, 10 * DAY, CONFIG, k=10)]
+    cands = ["s3", "r1", "s2"]
+    out = rank_candidates(index.user_view(p, 10), view, cands, index.rows_of(cands), 10 * DAY, CONFIG)
+    assert sorted(r.item_id for r in out) == ["r1", "s2"]
+
+
+def test_candidate_mode_returns_exactly_the_candidates_reordered(index: CatalogIndex) -> None:
+    p = profile_of(index, ["r1"])
+    cands = ["s1", "r2", "never-seen", "s2", "r2"]
+    out = rank_candidates(index.user_view(p, 10), index.view(), cands, index.rows_of(cands), 10 * DAY, CONFIG)
+    assert sorted(r.item_id for r in out) == sorted({"s1", "r2", "never-seen", "s2"})
+    assert out[0].item_id == "r2"
+    assert next(r for r in out if r.item_id == "never-seen").reason == "unknown"
+    limited = rank_candidates(
+        index.user_view(p, 10), index.view(), cands, index.rows_of(cands), 10 * DAY, CONFIG, k=2
+    )
+    assert [r.item_id for r in limited] == [r.item_id for r in out[:2]]
+
+
+def test_candidate_mode_does_not_filter_seen(index: CatalogIndex) -> None:
+    p = profile_of(index, ["s1"])
+    out = rank_candidates(
+        index.user_view(p, 10), index.view(), ["s1"], index.rows_of(["s1"]), 10 * DAY, CONFIG
+    )
+    assert [r.item_id for r in out] == ["s1"]
+
+
+def test_mmr_diversifies() -> None:
+    vecs = np.stack([unit(1, 0), unit(1, 0.01), unit(0, 1)])
+    rel = np.array([1.0, 0.99, 0.6])
+    assert list(mmr_order(rel, vecs, 2, 1.0)) == [0, 1]
+    assert list(mmr_order(rel, vecs, 2, 0.5)) == [0, 2]
+
+
+def test_mmr_in_catalog_ranking(index: CatalogIndex) -> None:
+    p = profile_of(index, ["s1"])
+    plain = rank_catalog(index.user_view(p, 10), index.view(), 10 * DAY, CONFIG)
+    diverse = rank_catalog(
+        index.user_view(p, 10), index.view(), 10 * DAY, RankingConfig(top_k=3, mmr_lambda=0.3, mmr_pool=10)
+    )
+    assert sum(r.item_id.startswith("r") for r in diverse) > sum(r.item_id.startswith("r") for r in plain)
+
+
+def test_popularity_decays_and_normalises() -> None:
+    score, ref = popularity.decayed_sum(np.array([1.0, 1.0]), np.array([0.0, 10.0]), half_life=10.0)
+    assert (score, ref) == (pytest.approx(1.5), 10.0)
+    merged = popularity.merge(score, ref, 1.0, 20.0, half_life=10.0)
+    assert merged == (pytest.approx(1.75), 20.0)
+    late = popularity.merge(1.75, 20.0, 1.0, 10.0, half_life=10.0)
+    assert late == (pytest.approx(2.25), 20.0)
+    assert normalised_log(np.array([0.0, 1.0, 3.0])).tolist() == pytest.approx([0, np.log(2) / np.log(4), 1])
+    assert normalised_log(np.zeros(3)).tolist() == [0, 0, 0]
+
+
+def test_model_mismatch_is_not_scored() -> None:
+    idx = CatalogIndex("m", 2)
+    idx.upsert("a", unit(1, 0), "other-model", ts=None)
+    idx.upsert("b", unit(1, 0), "m", ts=None)
+    assert idx.vector_of("a") is None and idx.active_count == 1
+
+
+def test_index_grows_past_initial_capacity() -> None:
+    idx = CatalogIndex("m", 4)
+    rng = np.random.default_rng(1)
+    vecs = rng.standard_normal((3000, 4)).astype(np.float32)
+    for i, v in enumerate(vecs):
+        idx.upsert(str(i), v, "m", ts=float(i))
+    assert len(idx) == 3000 and idx.active_count == 3000
+    np.testing.assert_array_equal(idx.vector_of("2999"), vecs[2999])
+    np.testing.assert_array_equal(idx.vector_of("5"), vecs[5])
