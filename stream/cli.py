@@ -53,7 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common_kafka(demo)
     demo.add_argument("--data", help="MovieLens ml-latest-small directory (env STREAMRANK_DATA)")
     demo.add_argument("--max-events", type=int, default=None, help="replay only the first N ratings")
-    demo.add_argument("--rate", type=float, default=0.0, help="events per second (0: unthrottled)")
+    demo.add_argument(
+        "--rate",
+        type=float,
+        default=500.0,
+        help="events per second, a live-traffic pace below the worker's capacity so the "
+        "latency shown is steady-state (0: unthrottled, latency then measures the backlog)",
+    )
     demo.add_argument("--users", type=int, default=3, help="users whose lists are printed live")
     demo.add_argument("--web-port", type=int, help="worker HTTP port (default: a free port)")
 
