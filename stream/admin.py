@@ -16,6 +16,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stream.config import Settings
+from stream.embedded import EMBEDDED_FETCH_MAX_WAIT_MS
 from stream.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
@@ -85,5 +86,7 @@ def consumer(settings: Settings, *topics: str, **overrides: Any) -> KafkaConsume
         "group_id": None,
         **client_options(settings),
     }
+    if settings.is_embedded:
+        options["fetch_max_wait_ms"] = EMBEDDED_FETCH_MAX_WAIT_MS  # see stream.embedded
     options.update(overrides)
     return KafkaConsumer(*topics, **options)

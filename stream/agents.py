@@ -140,19 +140,28 @@ def update_profile(ctx: Pipeline, profile: UserProfile | None, events: list[Inte
     return profile
 
 
-def _interactions_by_item(ctx: Pipeline, events: list[InteractionEvent]) -> dict[str, dict[str, float]]:
+def interactions_by_partition(
+    ctx: Pipeline, events: list[InteractionEvent]
+) -> dict[int, dict[str, dict[str, float]]]:
+    """Decayed interaction sums per item, grouped by the item's owner partition.
+
+    One message per partition and batch (not one per item) keeps produce calls few; the
+    partition is the one Kafka's partitioner would give the item id, so every forwarder
+    routes an item to the same single owner.
+    """
     weights = ctx.settings.event_weights
     grouped: dict[str, list[InteractionEvent]] = {}
     for ev in events:
         grouped.setdefault(ev.item_id, []).append(ev)
-    out = {}
+    out: dict[int, dict[str, dict[str, float]]] = {}
     for item_id, evs in grouped.items():
         score, ref_ts = popularity.decayed_sum(
             np.array([weights[e.type] * e.weight for e in evs]),
             np.array([e.ts for e in evs]),
             ctx.settings.popularity_half_life_s,
         )
-        out[item_id] = {"score": score, "ref_ts": ref_ts}
+        partition = popularity.owner_partition(item_id, ctx.settings.topic_partitions)
+        out.setdefault(partition, {})[item_id] = {"score": score, "ref_ts": ref_ts}
     return out
 
 
@@ -209,8 +218,8 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
                 )
                 event_ts = max(r.ts for r in records)
                 outputs.append((user_id, ranked, event_ts, [e.message.timestamp for _, e in group]))
-            for item_id, value in _interactions_by_item(ctx, [r for r, _ in good]).items():
-                await topics.item_interactions.send(key=item_id, value=value)
+            for partition, items in interactions_by_partition(ctx, [r for r, _ in good]).items():
+                await topics.item_interactions.send(value={"items": items}, partition=partition)
             for user_id, ranked, event_ts, message_ts in outputs:
                 await _send_list(ctx, user_id, ranked, mode="topk", event_ts=event_ts, message_ts=message_ts)
             metrics.batch_size.labels("update_user_interest").observe(len(events))
@@ -225,9 +234,11 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             started = time.perf_counter()
             merged: dict[str, tuple[float, float]] = {}
             for event in events:
-                item_id, value = event.key, event.value
-                score, ref_ts = merged.get(item_id) or _stored_popularity(tables, item_id)
-                merged[item_id] = popularity.merge(score, ref_ts, value["score"], value["ref_ts"], half_life)
+                for item_id, value in event.value["items"].items():
+                    score, ref_ts = merged.get(item_id) or _stored_popularity(tables, item_id)
+                    merged[item_id] = popularity.merge(
+                        score, ref_ts, value["score"], value["ref_ts"], half_life
+                    )
             for item_id, (score, ref_ts) in merged.items():
                 entry = {"score": score, "ref_ts": ref_ts}
                 tables.item_popularity[item_id] = entry

@@ -34,6 +34,7 @@ def broker_profile_options(settings: Settings) -> dict[str, Any]:
     """Faust options that depend on the broker implementation."""
     if not settings.is_embedded:
         return {}
+    # See also stream.embedded.EmbeddedTransport (fetch wait).
     return {
         # Tansu makes a JoinGroup wait half the group's session timeout.
         "broker_session_timeout": 2.0,
@@ -46,9 +47,12 @@ def broker_profile_options(settings: Settings) -> dict[str, Any]:
 
 def create_app(settings: Settings) -> faust.App:
     """The Faust app of a streamrank worker (no topics, tables or agents yet)."""
+    # tansu:// is Faust's aiokafka transport with the embedded broker's fetch quirk
+    # handled (stream.embedded.EmbeddedTransport).
+    scheme = "tansu" if settings.is_embedded else "kafka"
     return faust.App(
         settings.app_id,
-        broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
+        broker=[f"{scheme}://{server}" for server in settings.bootstrap_servers],
         broker_credentials=_credentials(settings),
         store=settings.store,
         datadir=settings.data_dir,

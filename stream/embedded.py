@@ -13,6 +13,9 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
+
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from stream.errors import BrokerUnavailable
 
@@ -95,3 +98,32 @@ class EmbeddedBroker:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+# --- Faust transport for the embedded broker ------------------------------------------
+# Tansu answers a fetch only when fetch_max_wait expires, even when records arrived in
+# the meantime (measured: 1.3 s per hop at Faust's fixed 1500 ms, 5 ms at 100 ms). A
+# short wait keeps latency low at the cost of idle polling on loopback.
+EMBEDDED_FETCH_MAX_WAIT_MS = 25
+
+
+class _EmbeddedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # Faust passes a fixed fetch_max_wait_ms=1500 and offers no setting for it.
+        consumer._fetch_max_wait_ms = EMBEDDED_FETCH_MAX_WAIT_MS  # noqa: SLF001
+        return consumer
+
+
+class _EmbeddedConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _EmbeddedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class EmbeddedTransport(faust_aiokafka.Transport):
+    """Faust's aiokafka transport with the embedded broker's fetch behaviour handled.
+
+    Registered as the ``tansu://`` broker scheme (entry point ``faust.transports``).
+    """
+
+    Consumer = _EmbeddedConsumer

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+from kafka.partitioner.default import murmur2
+
+
+def owner_partition(item_id: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives ``item_id``: its count's one owner."""
+    return (murmur2(item_id.encode("utf-8")) & 0x7FFFFFFF) % partitions
 
 
 def decayed_sum(weights: np.ndarray, ts: np.ndarray, half_life: float) -> tuple[float, float]:

@@ -138,7 +138,7 @@ def score_parts(
     if len(user.history_ids):
         sims = user.history_vectors @ vectors.T  # (m, n)
         best = sims.argmax(axis=0)
-        history = sims[best, np.arange(n)]
+        history = np.take_along_axis(sims, best[None, :], axis=0)[0]
     total = (
         config.weight_interest * interest
         + config.weight_history * history
@@ -204,11 +204,11 @@ def mmr_order(relevance: np.ndarray, vectors: np.ndarray, k: int, lam: float) ->
 
 
 def _catalog_signals(
-    catalog: CatalogView, rows: np.ndarray, now: float, config: RankingConfig
+    catalog: CatalogView, rows: np.ndarray | slice, now: float, config: RankingConfig
 ) -> tuple[np.ndarray, np.ndarray]:
     pop_all = decayed(catalog.popularity, catalog.popularity_ref_ts, now, config.popularity_half_life_s)
     # Normalise by the most popular active item so scores compare across calls.
-    top = float(pop_all[catalog.active].max(initial=0.0)) if catalog.active.any() else 0.0
+    top = float(pop_all[catalog.active].max(initial=0.0))
     popularity = normalised_log(pop_all[rows], reference_max=top)
     fresh = freshness(catalog.item_ts[rows], now, config.freshness_half_life_s)
     return popularity, fresh
@@ -219,25 +219,25 @@ def rank_catalog(
 ) -> list[RankedItem]:
     """Top-k active catalog items for a user, seen items excluded.
 
-    A user without interest or history (cold start) gets trending items.
+    Scores the whole catalog matrix in place (no copy of the vectors) and masks the
+    ineligible rows. A user without interest or history (cold start) gets trending items.
     """
     k = config.top_k if k is None else k
     eligible = catalog.active.copy()
     if len(user.seen_rows):
         eligible[user.seen_rows] = False
-    rows = np.flatnonzero(eligible)
-    if rows.size == 0:
+    n_eligible = int(eligible.sum())
+    if n_eligible == 0:
         return []
-    popularity, fresh = _catalog_signals(catalog, rows, now, config)
-    parts = score_parts(user, catalog.vectors[rows], popularity, fresh, config)
-    pool_size = min(rows.size, max(k, config.mmr_pool if config.mmr_lambda < 1.0 else k))
-    if pool_size < rows.size:
-        pool = np.argpartition(-parts.total, pool_size - 1)[:pool_size]
-    else:
-        pool = np.arange(rows.size)
-    order = pool[mmr_order(parts.total[pool], catalog.vectors[rows[pool]], k, config.mmr_lambda)]
+    popularity, fresh = _catalog_signals(catalog, slice(None), now, config)
+    parts = score_parts(user, catalog.vectors, popularity, fresh, config)
+    scores = np.where(eligible, parts.total, -np.inf)
+    k = min(k, n_eligible)
+    pool_size = min(n_eligible, max(k, config.mmr_pool if config.mmr_lambda < 1.0 else k))
+    pool = np.argpartition(-scores, pool_size - 1)[:pool_size]
+    order = pool[mmr_order(scores[pool], catalog.vectors[pool], k, config.mmr_lambda)]
     why = reasons(parts, order, user.history_ids, config)
-    return [RankedItem(catalog.item_ids[rows[i]], float(parts.total[i]), why[j]) for j, i in enumerate(order)]
+    return [RankedItem(catalog.item_ids[row], float(parts.total[row]), why[j]) for j, row in enumerate(order)]
 
 
 def rank_candidates(

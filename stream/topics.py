@@ -23,7 +23,8 @@ class Topics:
     rerank_requests: TopicT
     recommendations: TopicT
     dead_letters: TopicT
-    item_interactions: TopicT  # internal: events re-keyed by item_id for popularity
+    # internal: per-batch interaction sums, sent to each item's owner partition
+    item_interactions: TopicT
 
 
 def declare_topics(app: faust.App, settings: Settings) -> Topics:

@@ -136,3 +136,12 @@ def test_index_grows_past_initial_capacity() -> None:
     assert len(idx) == 3000 and idx.active_count == 3000
     np.testing.assert_array_equal(idx.vector_of("2999"), vecs[2999])
     np.testing.assert_array_equal(idx.vector_of("5"), vecs[5])
+
+
+def test_owner_partition_matches_kafkas_default_partitioner() -> None:
+    from aiokafka.partitioner import DefaultPartitioner  # what Faust producers use
+
+    partitions = list(range(8))
+    for item in ["1", "296", "item-42", "ü"]:
+        expected = DefaultPartitioner()(item.encode(), partitions, partitions)
+        assert popularity.owner_partition(item, 8) == expected
