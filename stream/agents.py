@@ -38,7 +38,7 @@ from stream.profiles import (
     rebuild_interest,
     resolve_pending,
 )
-from stream.ranking import RankingConfig, rank_candidates, rank_catalog
+from stream.ranking import RankingConfig, rank_candidates, rank_catalog_batch
 from stream.records import (
     InteractionEvent,
     ItemDelete,
@@ -203,25 +203,31 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             by_user: dict[str, list[tuple[InteractionEvent, EventT]]] = {}
             for record, event in good:
                 by_user.setdefault(record.user_id, []).append((record, event))
-            outputs = []
-            catalog = ctx.index.view()
+            profiles: list[tuple[str, UserProfile, list[InteractionEvent], list[EventT]]] = []
             for user_id, group in by_user.items():
                 records = [r for r, _ in group]
                 profile = update_profile(ctx, _load_profile(ctx, user_id), records)
                 _attribute_writes_to(stream, group[-1][1])
                 tables.user_profiles[user_id] = profile.to_dict()
-                ranked = rank_catalog(
-                    ctx.index.user_view(profile, ctx.ranking.history_items),
-                    catalog,
-                    now=profile.last_event_ts,
-                    config=ctx.ranking,
-                )
-                event_ts = max(r.ts for r in records)
-                outputs.append((user_id, ranked, event_ts, [e.message.timestamp for _, e in group]))
+                profiles.append((user_id, profile, records, [e for _, e in group]))
+            # One list per user per batch, all users scored together.
+            ranked_lists = rank_catalog_batch(
+                [ctx.index.user_view(p, ctx.ranking.history_items) for _, p, _, _ in profiles],
+                ctx.index.view(),
+                [p.last_event_ts for _, p, _, _ in profiles],
+                ctx.ranking,
+            )
             for partition, items in interactions_by_partition(ctx, [r for r, _ in good]).items():
                 await topics.item_interactions.send(value={"items": items}, partition=partition)
-            for user_id, ranked, event_ts, message_ts in outputs:
-                await _send_list(ctx, user_id, ranked, mode="topk", event_ts=event_ts, message_ts=message_ts)
+            for (user_id, _, records, user_events), ranked in zip(profiles, ranked_lists, strict=True):
+                await _send_list(
+                    ctx,
+                    user_id,
+                    ranked,
+                    mode="topk",
+                    event_ts=max(r.ts for r in records),
+                    message_ts=[e.message.timestamp for e in user_events],
+                )
             metrics.batch_size.labels("update_user_interest").observe(len(events))
             metrics.batch_processing.labels("update_user_interest").observe(time.perf_counter() - started)
 

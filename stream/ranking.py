@@ -113,6 +113,63 @@ def freshness(item_ts: np.ndarray, now: float, half_life: float) -> np.ndarray:
     return np.nan_to_num(fresh, nan=0.0)
 
 
+def content_similarities(
+    users: Sequence[UserView], vectors: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Interest and best-history cosine of every row of ``vectors``, for many users at once.
+
+    Two matrix-matrix products for the whole batch instead of matrix-vector products per
+    user: the catalog matrix is read once per batch, which is what bounds this on CPU.
+
+    Returns:
+        Per user: (interest (n,), history (n,), history_best (n,) index into the user's
+        history_ids or -1).
+    """
+    n = vectors.shape[0]
+    dim = vectors.shape[1] if vectors.ndim == 2 else 0
+    interests = []
+    for user in users:
+        norm = 0.0 if user.interest is None else float(np.linalg.norm(user.interest))
+        interests.append(user.interest / norm if norm > 0.0 else np.zeros(dim, dtype=np.float32))
+    interest_sims = np.stack(interests).astype(np.float32, copy=False) @ vectors.T if users else None
+    counts = [len(user.history_ids) for user in users]
+    history_sims = None
+    if sum(counts):
+        history_sims = np.concatenate([u.history_vectors for u in users if len(u.history_ids)]) @ vectors.T
+    out = []
+    offset = 0
+    for i, m in enumerate(counts):
+        interest = interest_sims[i]
+        if m:
+            block = history_sims[offset : offset + m]
+            best = block.argmax(axis=0)
+            history = np.take_along_axis(block, best[None, :], axis=0)[0]
+            offset += m
+        else:
+            history = np.zeros(n, dtype=np.float32)
+            best = np.full(n, -1, dtype=np.int64)
+        out.append((interest, history, best))
+    return out
+
+
+def combine(
+    interest: np.ndarray,
+    history: np.ndarray,
+    best: np.ndarray,
+    popularity: np.ndarray,
+    fresh: np.ndarray,
+    config: RankingConfig,
+) -> ScoreParts:
+    """Weighted total of the score components."""
+    total = (
+        config.weight_interest * interest
+        + config.weight_history * history
+        + config.weight_popularity * popularity
+        + config.weight_freshness * fresh
+    )
+    return ScoreParts(interest, history, best, popularity, fresh, total)
+
+
 def score_parts(
     user: UserView,
     vectors: np.ndarray,
@@ -127,25 +184,8 @@ def score_parts(
         popularity: (n,) normalised popularity in [0, 1].
         fresh: (n,) freshness in [0, 1].
     """
-    n = vectors.shape[0]
-    interest = np.zeros(n, dtype=np.float32)
-    if user.interest is not None:
-        norm = float(np.linalg.norm(user.interest))
-        if norm > 0.0:
-            interest = vectors @ (user.interest / norm).astype(np.float32)
-    history = np.zeros(n, dtype=np.float32)
-    best = np.full(n, -1, dtype=np.int64)
-    if len(user.history_ids):
-        sims = user.history_vectors @ vectors.T  # (m, n)
-        best = sims.argmax(axis=0)
-        history = np.take_along_axis(sims, best[None, :], axis=0)[0]
-    total = (
-        config.weight_interest * interest
-        + config.weight_history * history
-        + config.weight_popularity * popularity
-        + config.weight_freshness * fresh
-    )
-    return ScoreParts(interest, history, best, popularity, fresh, total)
+    interest, history, best = content_similarities([user], vectors)[0]
+    return combine(interest, history, best, popularity, fresh, config)
 
 
 def reasons(
@@ -217,27 +257,52 @@ def _catalog_signals(
 def rank_catalog(
     user: UserView, catalog: CatalogView, now: float, config: RankingConfig, k: int | None = None
 ) -> list[RankedItem]:
-    """Top-k active catalog items for a user, seen items excluded.
+    """Top-k active catalog items for a user, seen items excluded (see rank_catalog_batch)."""
+    return rank_catalog_batch([user], catalog, [now], config, k)[0]
+
+
+def rank_catalog_batch(
+    users: Sequence[UserView],
+    catalog: CatalogView,
+    nows: Sequence[float],
+    config: RankingConfig,
+    k: int | None = None,
+) -> list[list[RankedItem]]:
+    """Top-k active catalog items for each user, seen items excluded.
 
     Scores the whole catalog matrix in place (no copy of the vectors) and masks the
-    ineligible rows. A user without interest or history (cold start) gets trending items.
+    ineligible rows; content similarity is computed for all users in two matrix
+    products. A user without interest or history (cold start) gets trending items.
+
+    Args:
+        nows: per user, the time at which popularity and freshness are evaluated.
     """
     k = config.top_k if k is None else k
-    eligible = catalog.active.copy()
-    if len(user.seen_rows):
-        eligible[user.seen_rows] = False
-    n_eligible = int(eligible.sum())
-    if n_eligible == 0:
-        return []
-    popularity, fresh = _catalog_signals(catalog, slice(None), now, config)
-    parts = score_parts(user, catalog.vectors, popularity, fresh, config)
-    scores = np.where(eligible, parts.total, -np.inf)
-    k = min(k, n_eligible)
-    pool_size = min(n_eligible, max(k, config.mmr_pool if config.mmr_lambda < 1.0 else k))
-    pool = np.argpartition(-scores, pool_size - 1)[:pool_size]
-    order = pool[mmr_order(scores[pool], catalog.vectors[pool], k, config.mmr_lambda)]
-    why = reasons(parts, order, user.history_ids, config)
-    return [RankedItem(catalog.item_ids[row], float(parts.total[row]), why[j]) for j, row in enumerate(order)]
+    similarities = content_similarities(users, catalog.vectors) if len(catalog.item_ids) else []
+    out: list[list[RankedItem]] = []
+    for user, now, (interest, history, best) in zip(users, nows, similarities, strict=True):
+        eligible = catalog.active.copy()
+        if len(user.seen_rows):
+            eligible[user.seen_rows] = False
+        n_eligible = int(eligible.sum())
+        if n_eligible == 0:
+            out.append([])
+            continue
+        popularity, fresh = _catalog_signals(catalog, slice(None), now, config)
+        parts = combine(interest, history, best, popularity, fresh, config)
+        scores = np.where(eligible, parts.total, -np.inf)
+        top = min(k, n_eligible)
+        pool_size = min(n_eligible, max(top, config.mmr_pool if config.mmr_lambda < 1.0 else top))
+        pool = np.argpartition(-scores, pool_size - 1)[:pool_size]
+        order = pool[mmr_order(scores[pool], catalog.vectors[pool], top, config.mmr_lambda)]
+        why = reasons(parts, order, user.history_ids, config)
+        out.append(
+            [
+                RankedItem(catalog.item_ids[row], float(parts.total[row]), why[j])
+                for j, row in enumerate(order)
+            ]
+        )
+    return out
 
 
 def rank_candidates(

@@ -8,7 +8,14 @@ import pytest
 from stream import popularity
 from stream.catalog import CatalogIndex
 from stream.profiles import ProfileParams, UserProfile, apply_event
-from stream.ranking import RankingConfig, mmr_order, normalised_log, rank_candidates, rank_catalog
+from stream.ranking import (
+    RankingConfig,
+    mmr_order,
+    normalised_log,
+    rank_candidates,
+    rank_catalog,
+    rank_catalog_batch,
+)
 
 DAY = 86400.0
 CONFIG = RankingConfig(top_k=3, popularity_half_life_s=7 * DAY, freshness_half_life_s=365 * DAY)
@@ -145,3 +152,18 @@ def test_owner_partition_matches_kafkas_default_partitioner() -> None:
     for item in ["1", "296", "item-42", "ü"]:
         expected = DefaultPartitioner()(item.encode(), partitions, partitions)
         assert popularity.owner_partition(item, 8) == expected
+
+
+def test_batch_ranking_equals_one_by_one(index: CatalogIndex) -> None:
+    users = [
+        index.user_view(profile_of(index, ["s1", "s2"]), 10),
+        index.user_view(None, 10),
+        index.user_view(profile_of(index, ["r1"]), 10),
+    ]
+    nows = [10 * DAY, 11 * DAY, 12 * DAY]
+    batch = rank_catalog_batch(users, index.view(), nows, CONFIG)
+    for user, now, ranked in zip(users, nows, batch, strict=True):
+        single = rank_catalog(user, index.view(), now, CONFIG)
+        assert [r.item_id for r in ranked] == [r.item_id for r in single]
+        assert [r.reason for r in ranked] == [r.reason for r in single]
+        assert [r.score for r in ranked] == pytest.approx([r.score for r in single], abs=1e-6)

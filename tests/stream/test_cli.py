@@ -1,0 +1,57 @@
+"""The command line: every command parses, flags override the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stream.cli import build_parser, settings_from_args
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["worker", "--help"],
+        ["demo", "--help"],
+        ["replay", "movielens", "--help"],
+        ["topics", "create", "--help"],
+    ],
+)
+def test_help_exits_cleanly(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(argv)
+    assert info.value.code == 0
+    assert "usage: streamrank" in capsys.readouterr().out
+
+
+def test_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMRANK_BROKER", "from-env:9092")
+    monkeypatch.setenv("STREAMRANK_WEB_PORT", "7000")
+    monkeypatch.setenv("STREAMRANK_EVENT_WEIGHTS", '{"view": 1, "buy": 9}')
+    args = build_parser().parse_args(["worker", "--broker", "from-flag:9092"])
+    settings = settings_from_args(args)
+    assert settings.bootstrap_servers == ["from-flag:9092"]
+    assert settings.web_port == 7000
+    assert settings.event_weights == {"view": 1.0, "buy": 9.0}
+
+
+def test_unknown_command_fails() -> None:
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args(["serve"])
+    assert info.value.code == 2
+
+
+def test_compose_commands_parse() -> None:
+    """Each streamrank command in docker-compose.yml is one the CLI accepts."""
+    compose = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text())
+    commands = [
+        svc["command"]
+        for svc in compose["services"].values()
+        if svc.get("image", "").startswith("${STREAMRANK_IMAGE") and "command" in svc
+    ]
+    assert commands, "compose runs streamrank commands"
+    for command in commands:
+        build_parser().parse_args(command)
