@@ -13,7 +13,7 @@ from stream.profiles import UserProfile
 
 
 def profile_summary(profile: UserProfile) -> dict[str, Any]:
-    """A profile as JSON, with its vector's norm next to the stored value."""
+    """A profile as JSON (the stored form) plus whether it holds an interest vector."""
     data = profile.to_dict()
     data["has_interest"] = profile.has_interest
     return data
