@@ -20,6 +20,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/streamrank demo
 
+# Tests use the bundled model only: forbid any model hub access.
+test: export HF_HUB_OFFLINE = 1
 test: $(STAMP)
 	$(BIN)/ruff check stream encoders tests
 	$(BIN)/python -m pytest
