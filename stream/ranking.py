@@ -279,6 +279,7 @@ def rank_catalog_batch(
     """
     k = config.top_k if k is None else k
     similarities = content_similarities(users, catalog.vectors) if len(catalog.item_ids) else []
+    signals: dict[float, tuple[np.ndarray, np.ndarray]] = {}
     out: list[list[RankedItem]] = []
     for user, now, (interest, history, best) in zip(users, nows, similarities, strict=True):
         eligible = catalog.active.copy()
@@ -288,7 +289,9 @@ def rank_catalog_batch(
         if n_eligible == 0:
             out.append([])
             continue
-        popularity, fresh = _catalog_signals(catalog, slice(None), now, config)
+        if now not in signals:  # catalog-wide, so shared by users scored at the same time
+            signals[now] = _catalog_signals(catalog, slice(None), now, config)
+        popularity, fresh = signals[now]
         parts = combine(interest, history, best, popularity, fresh, config)
         scores = np.where(eligible, parts.total, -np.inf)
         top = min(k, n_eligible)
