@@ -1,9 +1,10 @@
 """The agents: one per input topic, each decode -> pure function -> table -> send.
 
 - ``update_user_interest`` (events): batch, update profiles, emit one top-K list per
-  user per batch (a burst of one user's events yields one list), forward interactions
-  re-keyed by item to ``count_item_popularity``.
-- ``count_item_popularity`` (internal item-interactions): decayed counts per item.
+  user per batch (a burst of one user's events yields one list), forward interaction
+  sums and co-visitation pairs to the owner of each item's partition.
+- ``count_item_popularity`` (internal item-interactions): decayed counts and bounded
+  co-visitation rows per item, each written by that item's single owner.
 - ``embed_new_items`` (items): batch, encode off the event loop, publish vectors.
 - ``rerank_requests`` (rerank-requests): reorder the given candidates for the user.
 
@@ -22,22 +23,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from faust.types import EventT, StreamT
 
-from stream import popularity
+from stream import covisit, popularity
 from stream.catalog import CatalogIndex
 from stream.config import Settings
+from stream.covisit import CovisitParams, CovisitRow
 from stream.errors import InvalidMessage
+from stream.interactions import apply_user_events, popularity_increments
 from stream.metrics import Metrics
-from stream.profiles import (
-    ProfileParams,
-    UserProfile,
-    apply_event,
-    encode_vector,
-    rebuild_interest,
-    resolve_pending,
-)
+from stream.profiles import ProfileParams, UserProfile, encode_vector
 from stream.ranking import RankingConfig, rank_candidates, rank_catalog_batch
 from stream.records import (
     InteractionEvent,
@@ -50,7 +45,7 @@ from stream.records import (
     decode_rerank_request,
     recommendation_payload,
 )
-from stream.tables import Tables, apply_catalog_entry, apply_popularity_entry
+from stream.tables import Tables, apply_catalog_entry, apply_covisit_entry, apply_popularity_entry
 from stream.topics import Topics
 
 if TYPE_CHECKING:
@@ -73,6 +68,7 @@ class Pipeline:
     metrics: Metrics
     ranking: RankingConfig
     profile_params: ProfileParams
+    covisit_params: CovisitParams
     # One thread: the model is not re-entrant and must never run on the event loop.
     encode_executor: ThreadPoolExecutor
 
@@ -120,48 +116,46 @@ def _load_profile(ctx: Pipeline, user_id: str) -> UserProfile | None:
     return None if raw is None else UserProfile.from_dict(raw)
 
 
-def update_profile(ctx: Pipeline, profile: UserProfile | None, events: list[InteractionEvent]) -> UserProfile:
-    """Apply a user's events (any order) to the profile; pure apart from metrics."""
-    if profile is None:
-        profile = UserProfile(model_id=ctx.index.model_id)
-    lookup = ctx.index.vector_of
-    if profile.model_id != ctx.index.model_id:
-        rebuild_interest(profile, lookup, ctx.profile_params)
-    resolve_pending(profile, lookup, ctx.profile_params)
-    weights = ctx.settings.event_weights
-    for ev in sorted(events, key=lambda e: e.ts):
-        vector = lookup(ev.item_id)
-        if vector is None:
-            ctx.metrics.unencoded_item_events.inc()
-        apply_event(
-            profile, ev.item_id, ev.type, ev.ts, weights[ev.type] * ev.weight, vector, ctx.profile_params
-        )
+def update_profile(
+    ctx: Pipeline, profile: UserProfile | None, events: list[InteractionEvent]
+) -> tuple[UserProfile, list[covisit.PairIncrement]]:
+    """Apply a user's events (any order) to the profile; return it and its co-visit pairs."""
+    update = apply_user_events(
+        profile,
+        events,
+        ctx.index.vector_of,
+        ctx.profile_params,
+        ctx.settings.event_weights,
+        ctx.covisit_params,
+    )
+    ctx.metrics.unencoded_item_events.inc(update.unencoded)
+    for ev in events:
         ctx.metrics.events.labels(ev.type).inc()
-    return profile
+    return update.profile, update.pairs
 
 
-def interactions_by_partition(
-    ctx: Pipeline, events: list[InteractionEvent]
-) -> dict[int, dict[str, dict[str, float]]]:
-    """Decayed interaction sums per item, grouped by the item's owner partition.
+def item_statistics_by_partition(
+    ctx: Pipeline, events: list[InteractionEvent], pairs: list[covisit.PairIncrement]
+) -> dict[int, dict[str, Any]]:
+    """A batch's popularity sums and co-visitation increments, by owner partition.
 
     One message per partition and batch (not one per item) keeps produce calls few; the
     partition is the one Kafka's partitioner would give the item id, so every forwarder
     routes an item to the same single owner.
     """
-    weights = ctx.settings.event_weights
-    grouped: dict[str, list[InteractionEvent]] = {}
-    for ev in events:
-        grouped.setdefault(ev.item_id, []).append(ev)
-    out: dict[int, dict[str, dict[str, float]]] = {}
-    for item_id, evs in grouped.items():
-        score, ref_ts = popularity.decayed_sum(
-            np.array([weights[e.type] * e.weight for e in evs]),
-            np.array([e.ts for e in evs]),
-            ctx.settings.popularity_half_life_s,
-        )
-        partition = popularity.owner_partition(item_id, ctx.settings.topic_partitions)
-        out.setdefault(partition, {})[item_id] = {"score": score, "ref_ts": ref_ts}
+    partitions = ctx.settings.topic_partitions
+    out: dict[int, dict[str, Any]] = {}
+
+    def message(item_id: str) -> dict[str, Any]:
+        partition = popularity.owner_partition(item_id, partitions)
+        return out.setdefault(partition, {"items": {}, "covisits": {}})
+
+    settings = ctx.settings
+    increments = popularity_increments(events, settings.event_weights, settings.popularity_half_life_s)
+    for item_id, (score, ref_ts) in increments.items():
+        message(item_id)["items"][item_id] = {"score": score, "ref_ts": ref_ts}
+    for row_id, row in covisit.group_increments(pairs, ctx.covisit_params.half_life_s).items():
+        message(row_id)["covisits"][row_id] = row
     return out
 
 
@@ -204,21 +198,25 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             for record, event in good:
                 by_user.setdefault(record.user_id, []).append((record, event))
             profiles: list[tuple[str, UserProfile, list[InteractionEvent], list[EventT]]] = []
+            pairs: list[covisit.PairIncrement] = []
             for user_id, group in by_user.items():
                 records = [r for r, _ in group]
-                profile = update_profile(ctx, _load_profile(ctx, user_id), records)
+                profile, user_pairs = update_profile(ctx, _load_profile(ctx, user_id), records)
+                pairs.extend(user_pairs)
                 _attribute_writes_to(stream, group[-1][1])
                 tables.user_profiles[user_id] = profile.to_dict()
                 profiles.append((user_id, profile, records, [e for _, e in group]))
             # One list per user per batch, all users scored together.
+            user_views = [
+                ctx.index.user_view(p, ctx.ranking.history_items, ctx.ranking.covisit_items)
+                for _, p, _, _ in profiles
+            ]
             ranked_lists = rank_catalog_batch(
-                [ctx.index.user_view(p, ctx.ranking.history_items) for _, p, _, _ in profiles],
-                ctx.index.view(),
-                [p.last_event_ts for _, p, _, _ in profiles],
-                ctx.ranking,
+                user_views, ctx.index.view(), [p.last_event_ts for _, p, _, _ in profiles], ctx.ranking
             )
-            for partition, items in interactions_by_partition(ctx, [r for r, _ in good]).items():
-                await topics.item_interactions.send(value={"items": items}, partition=partition)
+            statistics = item_statistics_by_partition(ctx, [r for r, _ in good], pairs)
+            for partition, message in statistics.items():
+                await topics.item_interactions.send(value=message, partition=partition)
             for (user_id, _, records, user_events), ranked in zip(profiles, ranked_lists, strict=True):
                 await _send_list(
                     ctx,
@@ -239,16 +237,24 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
         ):
             started = time.perf_counter()
             merged: dict[str, tuple[float, float]] = {}
+            rows: dict[str, CovisitRow] = {}
             for event in events:
                 for item_id, value in event.value["items"].items():
                     score, ref_ts = merged.get(item_id) or _stored_popularity(tables, item_id)
                     merged[item_id] = popularity.merge(
                         score, ref_ts, value["score"], value["ref_ts"], half_life
                     )
+                for row_id, value in event.value.get("covisits", {}).items():
+                    row = rows.get(row_id) or _stored_covisits(tables, row_id)
+                    rows[row_id] = covisit.merge_row(row, value["scores"], value["ts"], ctx.covisit_params)
             for item_id, (score, ref_ts) in merged.items():
                 entry = {"score": score, "ref_ts": ref_ts}
                 tables.item_popularity[item_id] = entry
                 apply_popularity_entry(ctx.index, item_id, entry)
+            for row_id, row in rows.items():
+                entry = row.to_dict()
+                tables.item_covisits[row_id] = entry
+                apply_covisit_entry(ctx.index, row_id, entry)
             metrics.batch_size.labels("count_item_popularity").observe(len(events))
             metrics.batch_processing.labels("count_item_popularity").observe(time.perf_counter() - started)
 
@@ -303,7 +309,7 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             profile = _load_profile(ctx, request.user_id)
             now = request.ts or (profile.last_event_ts if profile else None) or event.message.timestamp
             ranked = rank_candidates(
-                ctx.index.user_view(profile, ctx.ranking.history_items),
+                ctx.index.user_view(profile, ctx.ranking.history_items, ctx.ranking.covisit_items),
                 ctx.index.view(),
                 request.candidates,
                 ctx.index.rows_of(request.candidates),
@@ -326,3 +332,8 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
 def _stored_popularity(tables: Tables, item_id: str) -> tuple[float, float]:
     entry = tables.item_popularity.get(item_id)
     return (0.0, 0.0) if entry is None else (float(entry["score"]), float(entry["ref_ts"]))
+
+
+def _stored_covisits(tables: Tables, item_id: str) -> CovisitRow | None:
+    entry = tables.item_covisits.get(item_id)
+    return None if entry is None else CovisitRow.from_dict(entry)

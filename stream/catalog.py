@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from stream.covisit import CovisitRow
 from stream.profiles import UserProfile
 from stream.ranking import CatalogView, UserView
 
@@ -36,6 +37,9 @@ class CatalogIndex:
         self._item_ts = np.full(_INITIAL_CAPACITY, np.nan)
         self._popularity = np.zeros(_INITIAL_CAPACITY)
         self._popularity_ref_ts = np.zeros(_INITIAL_CAPACITY)
+        self._covisits: dict[str, CovisitRow] = {}
+        # Rows as (catalog rows, normalised scores), converted when first read.
+        self._covisit_arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -98,6 +102,29 @@ class CatalogIndex:
         self._popularity[row] = score
         self._popularity_ref_ts[row] = ref_ts
 
+    def set_covisits(self, item_id: str, row: CovisitRow | None) -> None:
+        """Set an item's co-visitation row (None or empty removes it)."""
+        self._covisit_arrays.pop(item_id, None)
+        if row is None or not row.scores:
+            self._covisits.pop(item_id, None)
+        else:
+            self._covisits[item_id] = row
+
+    def covisits_of(self, item_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """An item's neighbours as (catalog rows, scores summing to 1), or None."""
+        arrays = self._covisit_arrays.get(item_id)
+        if arrays is None:
+            row = self._covisits.get(item_id)
+            if row is None:
+                return None
+            rows = np.fromiter((self._row(k) for k in row.scores), dtype=np.int64, count=len(row.scores))
+            scores = np.fromiter(row.scores.values(), dtype=np.float64, count=len(row.scores))
+            # A row is a distribution over "what came next": its sum cancels the landmark
+            # scaling and keeps heavy rows from drowning out the rest.
+            arrays = (rows, scores / scores.sum())
+            self._covisit_arrays[item_id] = arrays
+        return arrays
+
     def vector_of(self, item_id: str) -> np.ndarray | None:
         """The item's vector under this index's model, or None."""
         row = self._rows.get(item_id)
@@ -124,8 +151,31 @@ class CatalogIndex:
             popularity_ref_ts=self._popularity_ref_ts[:n],
         )
 
-    def user_view(self, profile: UserProfile | None, history_items: int) -> UserView:
-        """The ranking view of a profile: interest, recent vectors, seen rows."""
+    def covisit_evidence(self, profile: UserProfile, max_items: int) -> tuple[np.ndarray, np.ndarray]:
+        """Co-visitation rows of the user's ``max_items`` most recent distinct items.
+
+        The k-th most recent item's row is weighted 1/k: what a user just did says most
+        about what comes next.
+        """
+        rows: list[np.ndarray] = []
+        scores: list[np.ndarray] = []
+        taken: set[str] = set()
+        for item_id, _, _ in reversed(profile.history):
+            if len(taken) >= max_items:
+                break
+            if item_id in taken:
+                continue
+            taken.add(item_id)
+            arrays = self.covisits_of(item_id)
+            if arrays is not None:
+                rows.append(arrays[0])
+                scores.append(arrays[1] / len(taken))
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros(0)
+        return np.concatenate(rows), np.concatenate(scores)
+
+    def user_view(self, profile: UserProfile | None, history_items: int, covisit_items: int = 0) -> UserView:
+        """The ranking view of a profile: interest, recent vectors, seen rows, co-visits."""
         if profile is None:
             return UserView(None, [], np.zeros((0, self.dim), dtype=np.float32), np.zeros(0, np.int64))
         ids: list[str] = []
@@ -143,9 +193,12 @@ class CatalogIndex:
                 taken.add(item_id)
         seen = self.rows_of(profile.seen())
         interest = profile.vector if profile.has_interest and profile.model_id == self.model_id else None
+        covisit_rows, covisit_scores = self.covisit_evidence(profile, covisit_items)
         return UserView(
             interest=interest,
             history_ids=ids,
             history_vectors=np.stack(vectors) if vectors else np.zeros((0, self.dim), np.float32),
             seen_rows=seen[seen >= 0],
+            covisit_rows=covisit_rows,
+            covisit_scores=covisit_scores,
         )

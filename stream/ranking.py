@@ -2,6 +2,7 @@
 
 score = w_interest * cos(user interest, item)
       + w_history  * max_j cos(recent history item j, item)
+      + w_covisit  * co-visitation with the user's recent items, scaled to [0, 1]
       + w_popularity * log1p(decayed popularity) / log1p(max decayed popularity)
       + w_freshness  * 2^(-(now - item ts) / freshness half-life)
 
@@ -11,7 +12,7 @@ Workers and the evaluation tools call the same functions. No Faust, no Kafka, no
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -30,8 +31,10 @@ class RankingConfig:
     weight_history: float = 0.35
     weight_popularity: float = 0.15
     weight_freshness: float = 0.05
+    weight_covisit: float = 0.0
     top_k: int = 10
     history_items: int = 10
+    covisit_items: int = 10
     popularity_half_life_s: float = 7 * 86400.0
     freshness_half_life_s: float = 365 * 86400.0
     mmr_lambda: float = 1.0
@@ -45,8 +48,10 @@ class RankingConfig:
             weight_history=settings.weight_history,
             weight_popularity=settings.weight_popularity,
             weight_freshness=settings.weight_freshness,
+            weight_covisit=settings.weight_covisit,
             top_k=settings.top_k,
             history_items=settings.history_similarity_items,
+            covisit_items=settings.covisit_history_items,
             popularity_half_life_s=settings.popularity_half_life_s,
             freshness_half_life_s=settings.freshness_half_life_s,
             mmr_lambda=settings.mmr_lambda,
@@ -74,12 +79,18 @@ class CatalogView:
 
 @dataclass(frozen=True, slots=True)
 class UserView:
-    """What ranking needs from a profile: interest direction, recent items, seen rows."""
+    """What ranking needs from a profile: interest direction, recent items, seen rows.
+
+    ``covisit_rows``/``covisit_scores`` is the sparse co-visitation evidence of the
+    user's recent items (catalog row, summed score); duplicates are allowed.
+    """
 
     interest: np.ndarray | None  # (dim,) or None for a cold-start user
     history_ids: Sequence[str]  # most recent first, each with a vector
     history_vectors: np.ndarray  # (m, dim)
     seen_rows: np.ndarray  # (s,) int rows excluded from catalog lists
+    covisit_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    covisit_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +100,7 @@ class ScoreParts:
     interest: np.ndarray
     history: np.ndarray
     history_best: np.ndarray  # index into UserView.history_ids, -1 if none
+    covisit: np.ndarray
     popularity: np.ndarray
     freshness: np.ndarray
     total: np.ndarray
@@ -152,10 +164,23 @@ def content_similarities(
     return out
 
 
+def covisit_signal(user: UserView, n: int) -> np.ndarray:
+    """The user's co-visitation evidence as a dense (n,) array scaled to [0, 1]."""
+    dense = np.zeros(n)
+    if len(user.covisit_rows):
+        inside = user.covisit_rows < n  # rows added to the index after the view was taken
+        np.add.at(dense, user.covisit_rows[inside], user.covisit_scores[inside])
+        top = float(dense.max())
+        if top > 0.0:
+            dense /= top
+    return dense
+
+
 def combine(
     interest: np.ndarray,
     history: np.ndarray,
     best: np.ndarray,
+    covisit: np.ndarray,
     popularity: np.ndarray,
     fresh: np.ndarray,
     config: RankingConfig,
@@ -164,15 +189,17 @@ def combine(
     total = (
         config.weight_interest * interest
         + config.weight_history * history
+        + config.weight_covisit * covisit
         + config.weight_popularity * popularity
         + config.weight_freshness * fresh
     )
-    return ScoreParts(interest, history, best, popularity, fresh, total)
+    return ScoreParts(interest, history, best, covisit, popularity, fresh, total)
 
 
 def score_parts(
     user: UserView,
     vectors: np.ndarray,
+    covisit: np.ndarray,
     popularity: np.ndarray,
     fresh: np.ndarray,
     config: RankingConfig,
@@ -181,11 +208,12 @@ def score_parts(
 
     Args:
         vectors: (n, dim) unit item vectors (zero rows score 0 on content terms).
+        covisit: (n,) co-visitation signal in [0, 1].
         popularity: (n,) normalised popularity in [0, 1].
         fresh: (n,) freshness in [0, 1].
     """
     interest, history, best = content_similarities([user], vectors)[0]
-    return combine(interest, history, best, popularity, fresh, config)
+    return combine(interest, history, best, covisit, popularity, fresh, config)
 
 
 def reasons(
@@ -194,13 +222,15 @@ def reasons(
     """A short reason per selected row, from the score component that contributed most.
 
     Content (interest + history similarity) is explained by the most similar recent
-    item (``similar:<item_id>``), or ``interest`` without history; then ``trending``
+    item (``similar:<item_id>``), or ``interest`` without history; then ``covisited``
+    (taken together with the user's recent items by other users), ``trending``
     (popularity) and ``new`` (freshness).
     """
     out = []
     for r in rows:
         contributions = (
             config.weight_interest * parts.interest[r] + config.weight_history * parts.history[r],
+            config.weight_covisit * parts.covisit[r],
             config.weight_popularity * parts.popularity[r],
             config.weight_freshness * parts.freshness[r],
         )
@@ -211,7 +241,7 @@ def reasons(
             best = parts.history_best[r]
             out.append(f"similar:{history_ids[best]}" if best >= 0 else "interest")
         else:
-            out.append(("trending", "new")[top - 1])
+            out.append(("covisited", "trending", "new")[top - 1])
     return out
 
 
@@ -278,7 +308,15 @@ def rank_catalog_batch(
         nows: per user, the time at which popularity and freshness are evaluated.
     """
     k = config.top_k if k is None else k
-    similarities = content_similarities(users, catalog.vectors) if len(catalog.item_ids) else []
+    n = len(catalog.active)
+    if n == 0:
+        return [[] for _ in users]
+    if config.weight_interest == 0.0 and config.weight_history == 0.0:
+        # No content term: skip the matrix products (e.g. a collaborative-only ranking).
+        zero, none = np.zeros(n, dtype=np.float32), np.full(n, -1, dtype=np.int64)
+        similarities = [(zero, zero, none)] * len(users)
+    else:
+        similarities = content_similarities(users, catalog.vectors)
     signals: dict[float, tuple[np.ndarray, np.ndarray]] = {}
     out: list[list[RankedItem]] = []
     for user, now, (interest, history, best) in zip(users, nows, similarities, strict=True):
@@ -292,7 +330,8 @@ def rank_catalog_batch(
         if now not in signals:  # catalog-wide, so shared by users scored at the same time
             signals[now] = _catalog_signals(catalog, slice(None), now, config)
         popularity, fresh = signals[now]
-        parts = combine(interest, history, best, popularity, fresh, config)
+        covisit = covisit_signal(user, n)
+        parts = combine(interest, history, best, covisit, popularity, fresh, config)
         scores = np.where(eligible, parts.total, -np.inf)
         top = min(k, n_eligible)
         pool_size = min(n_eligible, max(top, config.mmr_pool if config.mmr_lambda < 1.0 else top))
@@ -341,9 +380,11 @@ def rank_candidates(
     vectors[known] = catalog.vectors[rows[known]]
     popularity = np.zeros(idx.size)
     fresh = np.zeros(idx.size)
+    covisit = np.zeros(idx.size)
     if known.any():
         popularity[known], fresh[known] = _catalog_signals(catalog, rows[known], now, config)
-    parts = score_parts(user, vectors, popularity, fresh, config)
+        covisit[known] = covisit_signal(user, len(catalog.active))[rows[known]]
+    parts = score_parts(user, vectors, covisit, popularity, fresh, config)
     order = mmr_order(parts.total, vectors, min(k or idx.size, idx.size), config.mmr_lambda)
     why = reasons(parts, order, user.history_ids, config)
     has_vector = vectors.any(axis=1)

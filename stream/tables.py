@@ -7,6 +7,8 @@
 - ``item-popularity``: a global table of decayed interaction counts per item, written by
   ``count_item_popularity``, the one owner of each item's partition, so each event is
   counted once whatever the number of workers.
+- ``item-covisits``: a global table of each item's bounded, decayed co-visitation row,
+  written like ``item-popularity`` by the item's single owner.
 
 Global tables live in memory and are rebuilt from their changelogs at start; every
 changelog event is also applied to the worker's vectorised ``CatalogIndex``.
@@ -23,6 +25,7 @@ from faust.types import EventT, TableT
 
 from stream.catalog import CatalogIndex
 from stream.config import Settings
+from stream.covisit import CovisitRow
 from stream.profiles import decode_vector
 
 
@@ -33,6 +36,7 @@ class Tables:
     user_profiles: TableT
     item_catalog: TableT
     item_popularity: TableT
+    item_covisits: TableT
 
 
 def _value(raw: Any) -> dict[str, Any] | None:
@@ -67,6 +71,11 @@ def apply_popularity_entry(index: CatalogIndex, item_id: str, entry: dict[str, A
         index.set_popularity(item_id, float(entry["score"]), float(entry["ref_ts"]))
 
 
+def apply_covisit_entry(index: CatalogIndex, item_id: str, entry: dict[str, Any] | None) -> None:
+    """Apply one ``item-covisits`` value to the index."""
+    index.set_covisits(item_id, None if entry is None else CovisitRow.from_dict(entry))
+
+
 def declare_tables(app: faust.App, settings: Settings, index: CatalogIndex) -> Tables:
     """Declare the tables; global-table changelog events feed ``index``."""
 
@@ -75,6 +84,9 @@ def declare_tables(app: faust.App, settings: Settings, index: CatalogIndex) -> T
 
     async def on_popularity_event(event: EventT) -> None:
         apply_popularity_entry(index, _key(event.key), _value(event.value))
+
+    async def on_covisit_event(event: EventT) -> None:
+        apply_covisit_entry(index, _key(event.key), _value(event.value))
 
     global_options: dict[str, Any] = {
         "partitions": settings.topic_partitions,
@@ -102,6 +114,12 @@ def declare_tables(app: faust.App, settings: Settings, index: CatalogIndex) -> T
             "item-popularity",
             on_changelog_event=on_popularity_event,
             help="Time-decayed interaction counts per item.",
+            **global_options,
+        ),
+        item_covisits=app.GlobalTable(
+            "item-covisits",
+            on_changelog_event=on_covisit_event,
+            help="Bounded, time-decayed co-visitation neighbours per item.",
             **global_options,
         ),
     )

@@ -63,6 +63,7 @@ def build_worker(settings: Settings, encoder: TextEncoder | None = None) -> tupl
             pending_size=settings.pending_size,
             model_id=encoder.model_id,
         ),
+        covisit_params=settings.covisit_params(),
         encode_executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder"),
     )
     register_agents(app, pipeline)

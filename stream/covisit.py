@@ -1,0 +1,140 @@
+"""Item-to-item co-visitation learned in the stream: pure functions.
+
+When a user interacts with item ``i``, each of the user's ``window`` previous items
+``j`` (within ``window_s`` seconds) is paired with it: row ``j`` gains ``i`` ("after
+j, people took i") and row ``i`` gains ``j`` with ``backward_weight``. Nearer pairs
+count more (weight ``1 / distance``). Rows are time-decayed and bounded to the
+``max_neighbours`` strongest entries, so memory is O(items x max_neighbours).
+
+Rows use forward decay: scores are held at a per-row ``landmark`` time and an increment
+at time ``t`` is scaled up by ``2^((t - landmark)/half_life)`` instead of decaying every
+entry, so an update touches only the entries it changes. The row is rebased when that
+factor grows large. Comparisons inside a row are unaffected by the landmark.
+
+The workers and the evaluation call the same functions. No Faust, no Kafka, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+# Rebase a row once its increments are scaled by more than 2^REBASE_EXPONENT, long
+# before float64 (max ~2^1023) could overflow.
+REBASE_EXPONENT = 64.0
+
+# (item_id, ts, weight) as in a profile's history.
+HistoryEntry = tuple[str, float, float]
+# (row item, neighbour item, weight, ts)
+PairIncrement = tuple[str, str, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class CovisitParams:
+    """How co-visitation pairs are formed, aged and bounded (see ``Settings``)."""
+
+    window: int = 5
+    window_s: float = 86400.0
+    backward_weight: float = 1.0
+    half_life_s: float = 180 * 86400.0
+    max_neighbours: int = 100
+
+
+@dataclass(slots=True)
+class CovisitRow:
+    """One item's strongest co-visited neighbours, scores held at ``landmark``."""
+
+    landmark: float = 0.0
+    scores: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form stored in the ``item-covisits`` table."""
+        return {"landmark": self.landmark, "scores": self.scores}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CovisitRow:
+        """Inverse of :meth:`to_dict`."""
+        return cls(float(data["landmark"]), {str(k): float(v) for k, v in data["scores"].items()})
+
+
+def pair_increments(
+    history: Sequence[HistoryEntry], item_id: str, ts: float, params: CovisitParams
+) -> list[PairIncrement]:
+    """The co-visitation pairs formed by a new interaction with ``item_id`` at ``ts``.
+
+    Args:
+        history: the user's earlier interactions, oldest first (a profile's history
+            before this event is applied).
+    """
+    out: list[PairIncrement] = []
+    distance = 0
+    seen: set[str] = {item_id}
+    for prev_id, prev_ts, _ in reversed(history):
+        if distance >= params.window:
+            break
+        if abs(ts - prev_ts) > params.window_s:
+            break
+        if prev_id in seen:
+            continue
+        seen.add(prev_id)
+        distance += 1
+        weight = 1.0 / distance
+        pair_ts = max(ts, prev_ts)
+        out.append((prev_id, item_id, weight, pair_ts))
+        if params.backward_weight > 0.0:
+            out.append((item_id, prev_id, weight * params.backward_weight, pair_ts))
+    return out
+
+
+def group_increments(increments: Iterable[PairIncrement], half_life_s: float) -> dict[str, dict[str, Any]]:
+    """Sum a batch's increments per row, held at the batch's newest time per row.
+
+    Returns:
+        ``{row item: {"ts": t, "scores": {neighbour: weight decayed to t}}}``, the form
+        sent to each row's owner.
+    """
+    rows: dict[str, list[tuple[str, float, float]]] = {}
+    for row_id, neighbour, weight, ts in increments:
+        rows.setdefault(row_id, []).append((neighbour, weight, ts))
+    out: dict[str, dict[str, Any]] = {}
+    for row_id, entries in rows.items():
+        ref_ts = max(ts for _, _, ts in entries)
+        scores: dict[str, float] = {}
+        for neighbour, weight, ts in entries:
+            scores[neighbour] = scores.get(neighbour, 0.0) + weight * math.exp2(-(ref_ts - ts) / half_life_s)
+        out[row_id] = {"ts": ref_ts, "scores": scores}
+    return out
+
+
+def merge_row(
+    row: CovisitRow | None, scores: dict[str, float], ts: float, params: CovisitParams
+) -> CovisitRow:
+    """Add scores held at ``ts`` to a row (in place when given) and bound its size.
+
+    The row keeps at most ``max_neighbours`` entries once pruned; pruning runs when it
+    holds twice that, so its cost is amortised over many updates.
+    """
+    if row is None or not row.scores:
+        row = CovisitRow(landmark=ts, scores={})
+    exponent = (ts - row.landmark) / params.half_life_s
+    if exponent > REBASE_EXPONENT:
+        shrink = math.exp2(-exponent)
+        row.scores = {k: v * shrink for k, v in row.scores.items() if v * shrink > 0.0}
+        row.landmark = ts
+        exponent = 0.0
+    scale = math.exp2(exponent)
+    current = row.scores
+    for neighbour, value in scores.items():
+        current[neighbour] = current.get(neighbour, 0.0) + value * scale
+    if len(current) > 2 * params.max_neighbours:
+        prune(row, params.max_neighbours)
+    return row
+
+
+def prune(row: CovisitRow, max_neighbours: int) -> None:
+    """Keep the ``max_neighbours`` strongest entries of a row."""
+    if len(row.scores) > max_neighbours:
+        keep = sorted(row.scores.items(), key=lambda kv: (-kv[1], kv[0]))[:max_neighbours]
+        row.scores = dict(keep)

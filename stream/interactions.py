@@ -1,0 +1,84 @@
+"""What one batch of interaction events does to the state: pure functions.
+
+A worker (``agents.update_user_interest``) and the offline evaluation apply events with
+these same functions, so the evaluation measures what the workers compute:
+
+- :func:`apply_user_events`: a user's events -> updated profile + co-visitation pairs;
+- :func:`popularity_increments`: events -> decayed interaction sums per item.
+
+The per-item sums and pairs are then merged into the item statistics by each item's
+single owner (``popularity.merge``, ``covisit.merge_row``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stream import covisit, popularity
+from stream.profiles import (
+    ProfileParams,
+    UserProfile,
+    VectorLookup,
+    apply_event,
+    rebuild_interest,
+    resolve_pending,
+)
+from stream.records import InteractionEvent
+
+
+@dataclass(slots=True)
+class ProfileUpdate:
+    """The outcome of applying a user's events."""
+
+    profile: UserProfile
+    pairs: list[covisit.PairIncrement] = field(default_factory=list)
+    unencoded: int = 0  # events on items without a vector yet (kept pending)
+
+
+def apply_user_events(
+    profile: UserProfile | None,
+    events: Sequence[InteractionEvent],
+    lookup: VectorLookup,
+    params: ProfileParams,
+    event_weights: Mapping[str, float],
+    covisit_params: covisit.CovisitParams,
+) -> ProfileUpdate:
+    """Apply one user's events, in time order, to the profile (in place when given).
+
+    Before the events, a profile built with another model is rebuilt with this model's
+    vectors and pending events whose vectors have arrived are folded in. Each event
+    forms co-visitation pairs with the user's history just before it.
+    """
+    if profile is None:
+        profile = UserProfile(model_id=params.model_id)
+    if profile.model_id != params.model_id:
+        rebuild_interest(profile, lookup, params)
+    resolve_pending(profile, lookup, params)
+    update = ProfileUpdate(profile)
+    for ev in sorted(events, key=lambda e: e.ts):
+        update.pairs.extend(covisit.pair_increments(profile.history, ev.item_id, ev.ts, covisit_params))
+        vector = lookup(ev.item_id)
+        if vector is None:
+            update.unencoded += 1
+        apply_event(profile, ev.item_id, ev.type, ev.ts, event_weights[ev.type] * ev.weight, vector, params)
+    return update
+
+
+def popularity_increments(
+    events: Sequence[InteractionEvent], event_weights: Mapping[str, float], half_life_s: float
+) -> dict[str, tuple[float, float]]:
+    """Decayed sum of event weights per item: ``{item: (score, ref_ts)}``."""
+    grouped: dict[str, list[InteractionEvent]] = {}
+    for ev in events:
+        grouped.setdefault(ev.item_id, []).append(ev)
+    return {
+        item_id: popularity.decayed_sum(
+            np.array([event_weights[e.type] * e.weight for e in evs]),
+            np.array([e.ts for e in evs]),
+            half_life_s,
+        )
+        for item_id, evs in grouped.items()
+    }

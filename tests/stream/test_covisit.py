@@ -1,0 +1,139 @@
+"""Co-visitation: pair formation, decayed bounded rows, and their use in ranking."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from stream.catalog import CatalogIndex
+from stream.covisit import (
+    REBASE_EXPONENT,
+    CovisitParams,
+    CovisitRow,
+    group_increments,
+    merge_row,
+    pair_increments,
+    prune,
+)
+from stream.profiles import UserProfile
+from stream.ranking import RankingConfig, covisit_signal, rank_catalog
+
+DAY = 86400.0
+
+
+def test_pairs_link_new_item_with_recent_distinct_items_nearer_weighing_more() -> None:
+    history = [("a", 0.0, 1.0), ("b", 10.0, 1.0), ("a", 20.0, 1.0), ("c", 30.0, 1.0)]
+    pairs = pair_increments(history, "d", 40.0, CovisitParams(window=2, window_s=DAY, backward_weight=0.5))
+    # c is nearest (distance 1), then a (its latest occurrence, distance 2); b is out of window.
+    assert pairs == [
+        ("c", "d", 1.0, 40.0),
+        ("d", "c", 0.5, 40.0),
+        ("a", "d", 0.5, 40.0),
+        ("d", "a", 0.25, 40.0),
+    ]
+
+
+def test_pairs_skip_the_item_itself_and_events_outside_the_time_window() -> None:
+    history = [("old", 0.0, 1.0), ("x", 5 * DAY, 1.0), ("d", 5 * DAY + 1, 1.0)]
+    params = CovisitParams(window=5, window_s=DAY, backward_weight=0.0)
+    pairs = pair_increments(history, "d", 5 * DAY + 2, params)
+    assert pairs == [("x", "d", 1.0, 5 * DAY + 2)]
+
+
+def test_first_interaction_forms_no_pairs() -> None:
+    assert pair_increments([], "a", 0.0, CovisitParams()) == []
+
+
+def test_grouped_increments_are_decayed_sums_per_row() -> None:
+    h = 10.0
+    grouped = group_increments([("a", "b", 1.0, 0.0), ("a", "b", 2.0, 10.0), ("a", "c", 1.0, 5.0)], h)
+    assert grouped["a"]["ts"] == 10.0
+    assert grouped["a"]["scores"]["b"] == pytest.approx(0.5 + 2.0)
+    assert grouped["a"]["scores"]["c"] == pytest.approx(2**-0.5)
+
+
+def _value_now(row: CovisitRow, neighbour: str, now: float, h: float) -> float:
+    return row.scores.get(neighbour, 0.0) * math.exp2(-(now - row.landmark) / h)
+
+
+@pytest.mark.parametrize("order", ["forward", "shuffled"])
+def test_forward_decay_equals_the_closed_form_in_any_order(order: str) -> None:
+    h = 7 * DAY
+    params = CovisitParams(half_life_s=h, max_neighbours=10)
+    adds = [(float(t) * DAY, "b" if t % 2 else "c", 1.0 + t / 10) for t in range(0, 120, 7)]
+    if order == "shuffled":
+        adds = [adds[i] for i in np.random.default_rng(1).permutation(len(adds))]
+    row = None
+    for ts, neighbour, weight in adds:
+        row = merge_row(row, {neighbour: weight}, ts, params)
+    now = 130 * DAY
+    for neighbour in ("b", "c"):
+        expected = sum(w * math.exp2(-(now - t) / h) for t, n, w in adds if n == neighbour)
+        assert _value_now(row, neighbour, now, h) == pytest.approx(expected, rel=1e-9)
+
+
+def test_row_is_rebased_before_its_scale_can_overflow() -> None:
+    h = DAY
+    params = CovisitParams(half_life_s=h)
+    row = merge_row(None, {"b": 1.0}, 0.0, params)
+    far = (REBASE_EXPONENT + 10) * h
+    row = merge_row(row, {"c": 1.0}, far, params)
+    assert row.landmark == far
+    assert row.scores["c"] == pytest.approx(1.0)
+    assert _value_now(row, "b", far, h) == pytest.approx(2.0 ** -(REBASE_EXPONENT + 10))
+    row = merge_row(row, {"b": 1.0}, 10_000 * h, params)  # 2^-10000 underflows: b decays out
+    assert math.isfinite(row.scores["b"])
+
+
+def test_rows_stay_bounded_and_keep_the_strongest_neighbours() -> None:
+    params = CovisitParams(max_neighbours=3)
+    row = None
+    for i in range(50):
+        row = merge_row(row, {f"n{i}": float(i)}, 0.0, params)
+        assert len(row.scores) <= 2 * params.max_neighbours
+    prune(row, params.max_neighbours)
+    assert set(row.scores) == {"n49", "n48", "n47"}
+
+
+def test_row_round_trips_through_its_table_form() -> None:
+    row = CovisitRow(12.5, {"a": 1.5, "b": 0.25})
+    assert CovisitRow.from_dict(row.to_dict()) == row
+
+
+def _index_with(items: dict[str, np.ndarray]) -> CatalogIndex:
+    index = CatalogIndex("m", 2)
+    for item_id, vector in items.items():
+        index.upsert(item_id, vector, "m", None)
+    return index
+
+
+def test_evidence_weights_each_recent_row_by_recency_and_normalises_it() -> None:
+    unit = np.array([1.0, 0.0], dtype=np.float32)
+    index = _index_with({k: unit for k in "abxyz"})
+    index.set_covisits("a", CovisitRow(0.0, {"x": 3.0, "y": 1.0}))
+    index.set_covisits("b", CovisitRow(0.0, {"z": 100.0}))
+    profile = UserProfile(history=[("a", 0.0, 1.0), ("b", 1.0, 1.0)])
+    view = index.user_view(profile, history_items=10, covisit_items=10)
+    signal = covisit_signal(view, len(index))
+    rows = dict(zip(["a", "b", "x", "y", "z"], index.rows_of("abxyz"), strict=True))
+    # b is the most recent (weight 1, row sums to 1), a second (weight 1/2).
+    assert signal[rows["z"]] == pytest.approx(1.0)
+    assert signal[rows["x"]] == pytest.approx(0.5 * 0.75)
+    assert signal[rows["y"]] == pytest.approx(0.5 * 0.25)
+    index.set_covisits("b", None)
+    assert index.covisits_of("b") is None
+
+
+def test_covisited_item_is_ranked_first_with_its_reason() -> None:
+    # All items look the same to content; only co-visitation tells them apart.
+    unit = np.array([1.0, 0.0], dtype=np.float32)
+    index = _index_with({k: unit for k in ("seen", "after", "other1", "other2")})
+    index.set_covisits("seen", CovisitRow(0.0, {"after": 5.0, "other1": 1.0}))
+    profile = UserProfile(history=[("seen", 0.0, 1.0)])
+    config = RankingConfig(weight_covisit=1.0, covisit_items=5)
+    ranked = rank_catalog(index.user_view(profile, 10, config.covisit_items), index.view(), 0.0, config, k=3)
+    assert [r.item_id for r in ranked][:2] == ["after", "other1"]
+    assert ranked[0].reason == "covisited"
+    assert "seen" not in [r.item_id for r in ranked]
