@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1.7
 #
-# streamrank worker / CLI image.
+# streamrank worker / CLI image (CPU torch). It also runs the encoder service on CPU
+# (`streamrank encode-server`, the compose `cpu` profile); Dockerfile.encoder is the GPU one.
 #
 #   CPU:  docker build -t streamrank:cpu .
 #   CUDA: docker build -t streamrank:cuda \
@@ -57,12 +58,15 @@ ARG ENCODER_MODEL_DIR=""
 LABEL org.opencontainers.image.title="streamrank" \
       org.opencontainers.image.description="Streaming real-time recommendation reranker"
 
+# The model is baked in (the bundled package, or ENCODER_MODEL_DIR): with HF_HUB_OFFLINE=1
+# nothing is fetched at start; set HF_HUB_OFFLINE=0 to let a hub model name download.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     STREAMRANK_DATA_DIR=/var/lib/streamrank \
     STREAMRANK_WEB_HOST=0.0.0.0 \
     STREAMRANK_WEB_PORT=6066 \
+    HF_HUB_OFFLINE=1 \
     STREAMRANK_ENCODER_MODEL=${ENCODER_MODEL_DIR:+/opt/streamrank/model}
 
 RUN groupadd --system --gid 10001 streamrank \
@@ -77,7 +81,8 @@ COPY --from=model /opt/streamrank/model /opt/streamrank/model
 WORKDIR /app
 USER 10001:10001
 
-EXPOSE 6066
+# 6066: worker /metrics and /healthz; 8080: encode-server.
+EXPOSE 6066 8080
 
 # Start period covers model load and Kafka partition assignment / table recovery.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \

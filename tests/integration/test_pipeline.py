@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from stream import movielens
-
-from .conftest import Stack
+from tests.stack import Stack
 
 pytestmark = [pytest.mark.kafka, pytest.mark.model, pytest.mark.slow]
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import yaml
 
 from stream.cli import build_parser, settings_from_args
 
@@ -42,16 +39,3 @@ def test_unknown_command_fails() -> None:
     with pytest.raises(SystemExit) as info:
         build_parser().parse_args(["serve"])
     assert info.value.code == 2
-
-
-def test_compose_commands_parse() -> None:
-    """Each streamrank command in docker-compose.yml is one the CLI accepts."""
-    compose = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text())
-    commands = [
-        svc["command"]
-        for svc in compose["services"].values()
-        if svc.get("image", "").startswith("${STREAMRANK_IMAGE") and "command" in svc
-    ]
-    assert commands, "compose runs streamrank commands"
-    for command in commands:
-        build_parser().parse_args(command)

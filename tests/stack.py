@@ -1,38 +1,22 @@
-"""A real broker for the session and real worker processes per test.
+"""One test's broker topics, worker processes, producer and output readers.
 
-``STREAMRANK_TEST_BROKER`` points the tests at a running Kafka (e.g. docker-compose);
-otherwise the embedded Tansu broker is started once and stopped by PID at the end.
-Each test gets its own topics and consumer group (uuid names).
+Each ``Stack`` gets its own topics and consumer group (uuid names); the broker comes from
+the ``broker`` fixture in ``tests/conftest.py``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from stream.admin import consumer, ensure_topics, producer
 from stream.config import Settings
-from stream.embedded import EmbeddedBroker, free_port
+from stream.embedded import free_port
 from stream.process import WorkerProcess
-
-
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """(bootstrap, profile) of the broker used by the integration tests."""
-    external = os.environ.get("STREAMRANK_TEST_BROKER")
-    if external:
-        yield external, "kafka"
-        return
-    log = tmp_path_factory.mktemp("broker") / "tansu.log"
-    with EmbeddedBroker(log_path=log) as embedded:
-        yield embedded.bootstrap, "embedded"
 
 
 class Stack:
@@ -93,16 +77,7 @@ class Stack:
         raise AssertionError(f"timed out on {topic}; got {len(messages)} messages: {messages[-3:]}")
 
     def close(self) -> None:
+        """Stop the workers (by PID) and close the producer."""
         for worker in self.workers:
             worker.stop()
         self.kafka.close()
-
-
-@pytest.fixture
-def stack(broker: tuple[str, str], tmp_path: Path) -> Iterator[Stack]:
-    """Fresh topics and an app id for one test; workers stopped at teardown."""
-    s = Stack(broker[0], broker[1], tmp_path)
-    try:
-        yield s
-    finally:
-        s.close()
