@@ -167,11 +167,18 @@ async def _send_list(
     mode: str,
     event_ts: float | None,
     message_ts: list[float],
+    profile: UserProfile | None,
     request_id: str | None = None,
 ) -> None:
     emitted = time.time()
     payload = recommendation_payload(
-        user_id, ranked, model=ctx.model_name, event_ts=event_ts, emitted_ts=emitted, request_id=request_id
+        user_id,
+        ranked,
+        model=ctx.model_name,
+        event_ts=event_ts,
+        emitted_ts=emitted,
+        request_id=request_id,
+        profile_events=0 if profile is None else profile.n_events,
     )
     await ctx.topics.recommendations.send(key=user_id.encode("utf-8"), value=_dumps(payload))
     ctx.metrics.recommendations.labels(mode).inc()
@@ -217,7 +224,7 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             statistics = item_statistics_by_partition(ctx, [r for r, _ in good], pairs)
             for partition, message in statistics.items():
                 await topics.item_interactions.send(value=message, partition=partition)
-            for (user_id, _, records, user_events), ranked in zip(profiles, ranked_lists, strict=True):
+            for (user_id, profile, records, user_events), ranked in zip(profiles, ranked_lists, strict=True):
                 await _send_list(
                     ctx,
                     user_id,
@@ -225,6 +232,7 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
                     mode="topk",
                     event_ts=max(r.ts for r in records),
                     message_ts=[e.message.timestamp for e in user_events],
+                    profile=profile,
                 )
             metrics.batch_size.labels("update_user_interest").observe(len(events))
             metrics.batch_processing.labels("update_user_interest").observe(time.perf_counter() - started)
@@ -324,6 +332,7 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
                 mode="rerank",
                 event_ts=request.ts,
                 message_ts=[event.message.timestamp],
+                profile=profile,
                 request_id=request.request_id,
             )
             metrics.batch_processing.labels("rerank_requests").observe(time.perf_counter() - started)

@@ -212,8 +212,13 @@ def recommendation_payload(
     event_ts: float | None,
     emitted_ts: float,
     request_id: str | None = None,
+    profile_events: int = 0,
 ) -> dict[str, Any]:
-    """Build a ``recommendations`` message value."""
+    """Build a ``recommendations`` message value.
+
+    ``profile_events`` is how many of the user's events the list reflects: a client (or
+    the online evaluation) can tell which of its events a list already takes into account.
+    """
     payload: dict[str, Any] = {"user_id": user_id}
     if request_id is not None:
         payload["request_id"] = request_id
@@ -222,6 +227,7 @@ def recommendation_payload(
     ]
     payload["model"] = model
     payload["event_ts"] = event_ts
+    payload["profile_events"] = profile_events
     payload["emitted_ts"] = emitted_ts
     return payload
 

@@ -140,5 +140,6 @@ def test_recommendation_payload_shape() -> None:
         "items": [{"item_id": "i", "score": 0.123457, "reason": "trending"}],
         "model": "m",
         "event_ts": 5.0,
+        "profile_events": 0,
         "emitted_ts": 6.0,
     }
