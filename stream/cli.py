@@ -97,6 +97,27 @@ def build_parser() -> argparse.ArgumentParser:
     eval_ml.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
     eval_ml.add_argument("--report", type=Path, help="write a Markdown report and a PNG plot here")
     eval_ml.add_argument("--no-progress", action="store_true", help="no progress bar")
+    eval_ml.add_argument(
+        "--online",
+        action="store_true",
+        help="also replay the data through a broker (embedded unless --broker) and a real worker, "
+        "and score the lists it emits with the same sample and metrics",
+    )
+    eval_ml.add_argument(
+        "--online-rate", type=float, default=500.0, help="events/s of the evaluation period in --online"
+    )
+    _common_kafka(eval_ml)
+    eval_mind = evaluate_sub.add_parser(
+        "mind",
+        help="impression-level evaluation on MIND-format news data (AUC, MRR, nDCG@5/10)",
+        description="Replay impressions in time order: rerank each impression's candidates before "
+        "its clicks are revealed, then apply the clicks as events; the History column seeds profiles.",
+    )
+    eval_mind.add_argument("--news", type=Path, required=True, help="news.tsv (MIND format)")
+    eval_mind.add_argument("--behaviors", type=Path, required=True, help="behaviors.tsv (MIND format)")
+    eval_mind.add_argument("--seed", type=int, default=0, help="seed of the random method")
+    eval_mind.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
+    eval_mind.add_argument("--report", type=Path, help="write a Markdown report and a PNG plot here")
 
     topics = sub.add_parser("topics", help="manage topics")
     topics_sub = topics.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -166,9 +187,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise AssertionError(f"unhandled command {args.command}")
 
 
-def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
+def _run_eval_mind(args: argparse.Namespace, settings: Settings) -> int:
     from encoders.text import TextEncoder
-    from stream.eval_movielens import evaluate_movielens
+    from stream.eval_mind import evaluate_mind
+    from stream.report import metrics_table, write_eval_report
+
+    for path in (args.news, args.behaviors):
+        if not path.is_file():
+            raise SystemExit(f"{path}: no such file")
+    summary = evaluate_mind(
+        settings, args.news, args.behaviors, TextEncoder.from_settings(settings.encoder), seed=args.seed
+    )
+    print(f"MIND impression evaluation: {summary['n']} impressions")
+    print(metrics_table(summary["methods"]))
+    if args.report:
+        notes = [
+            f"News: `{args.news}`; behaviors: `{args.behaviors}`. Impressions in time order; each "
+            "impression's candidates are reranked before its clicks are applied.",
+        ]
+        print(f"report: {write_eval_report(args.report, 'mind', summary, notes, 'auc')}")
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
+def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
+    if args.dataset == "mind":
+        return _run_eval_mind(args, settings)
+    from encoders.text import TextEncoder
+    from stream.eval_movielens import evaluate_movielens, split_movielens
     from stream.movielens import resolve_data_dir
     from stream.report import metrics_table, write_eval_report
 
@@ -184,14 +231,35 @@ def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
     )
     print(f"MovieLens prequential evaluation: {summary['n']} scored events")
     print(metrics_table(summary["methods"]))
+    notes = [
+        f"Data: `{data}`; evaluation period: last {args.eval_fraction:.0%} of ratings by time; "
+        f"scored sample: {args.sample:.0%} (seed {args.seed}) of events whose user has at least "
+        "5 earlier interactions.",
+        "Each scored event is ranked against the whole catalog before it is applied; items the "
+        "user interacted with are excluded.",
+    ]
+    if args.online:
+        from stream.eval_online import replay_online, score_online
+
+        split = split_movielens(data, args.eval_fraction, args.sample, args.seed, settings.max_text_chars)
+        lists = replay_online(settings, data, split, args.online_rate)
+        n_online, online = score_online(split, lists, settings.top_k)
+        summary["online"] = {"n": n_online, "hybrid": {k: round(v, 5) for k, v in online.items()}}
+        metric = f"hr@{settings.top_k}"
+        offline_hr = summary["methods"]["hybrid"][metric]
+        # Two binomial standard errors of the difference of two HR estimates.
+        noise = 2 * ((offline_hr * (1 - offline_hr) / max(summary["n"], 1)) * 2) ** 0.5
+        summary["online"]["difference"] = round(online[metric] - offline_hr, 5)
+        summary["online"]["noise_2se"] = round(noise, 5)
+        verdict = "within" if abs(online[metric] - offline_hr) <= noise else "OUTSIDE"
+        line = (
+            f"online (real broker and worker, n={n_online}): hybrid {metric} {online[metric]:.4f} "
+            f"vs offline {offline_hr:.4f}: difference {online[metric] - offline_hr:+.4f}, "
+            f"{verdict} sampling noise (2 SE = {noise:.4f})"
+        )
+        print(line)
+        notes.append(line)
     if args.report:
-        notes = [
-            f"Data: `{data}`; evaluation period: last {args.eval_fraction:.0%} of ratings by time; "
-            f"scored sample: {args.sample:.0%} (seed {args.seed}) of events whose user has at least "
-            "5 earlier interactions.",
-            "Each scored event is ranked against the whole catalog before it is applied; items the "
-            "user interacted with are excluded.",
-        ]
         path = write_eval_report(args.report, "movielens", summary, notes, f"hr@{settings.top_k}")
         print(f"report: {path}")
     if args.json:

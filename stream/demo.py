@@ -31,7 +31,8 @@ _PRINT_EVERY_S = 2.0
 
 
 @contextlib.contextmanager
-def _broker(settings: Settings, workdir: Path) -> Iterator[Settings]:
+def running_broker(settings: Settings, workdir: Path) -> Iterator[Settings]:
+    """The configured broker, or an embedded one for the duration of the block."""
     if settings.bootstrap_servers:
         yield settings
         return
@@ -56,14 +57,17 @@ class RecommendationWatcher(threading.Thread):
         try:
             while not self.stopping.is_set():
                 for message in kafka:
-                    value = json.loads(message.value)
-                    self.latest[value["user_id"]] = value
+                    self.on_list(json.loads(message.value))
                     self.count += 1
                     self.last_at = time.monotonic()
                     if self.stopping.is_set():
                         break
         finally:
             kafka.close()
+
+    def on_list(self, value: dict[str, Any]) -> None:
+        """Keep the user's latest list (override to keep more)."""
+        self.latest[value["user_id"]] = value
 
 
 def _print_lists(watcher: RecommendationWatcher, users: list[str], titles: dict[str, str]) -> None:
@@ -86,7 +90,7 @@ def run_demo(settings: Settings, *, max_events: int | None, rate: float, users: 
     shown = [u for u, _ in Counter(r.user_id for r in ratings).most_common(users)]
     with tempfile.TemporaryDirectory(prefix="streamrank-demo-") as tmp:
         workdir = Path(tmp)
-        with _broker(settings, workdir) as live:
+        with running_broker(settings, workdir) as live:
             live = live.model_copy(update={"app_id": f"streamrank-demo-{int(time.time())}"})
             ensure_topics(live)
             port = live.web_port if "web_port" in settings.model_fields_set else free_port()
@@ -144,7 +148,7 @@ def _drive(
     stats = replay_movielens(
         settings, str(data), rate=rate, max_events=len(ratings), between=wait_for_catalog, on_event=progress
     )
-    _wait_until_processed(worker, watcher, stats.events, settings.events_topic)
+    wait_until_processed(worker, watcher, stats.events, settings.events_topic)
     watcher.stopping.set()
     print("final lists:", flush=True)
     _print_lists(watcher, shown, titles)
@@ -168,7 +172,7 @@ def _drive(
     return 0
 
 
-def _wait_until_processed(
+def wait_until_processed(
     worker: WorkerProcess, watcher: RecommendationWatcher, n_events: int, worker_topic: str
 ) -> None:
     """Wait until the worker has taken every event and the lists have stopped coming."""

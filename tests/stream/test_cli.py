@@ -15,6 +15,7 @@ from stream.cli import build_parser, settings_from_args
         ["demo", "--help"],
         ["replay", "movielens", "--help"],
         ["topics", "create", "--help"],
+        ["eval", "movielens", "--help"],
     ],
 )
 def test_help_exits_cleanly(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -39,3 +40,10 @@ def test_unknown_command_fails() -> None:
     with pytest.raises(SystemExit) as info:
         build_parser().parse_args(["serve"])
     assert info.value.code == 2
+
+
+def test_eval_flags_parse() -> None:
+    args = build_parser().parse_args(
+        ["eval", "movielens", "--eval-fraction", "0.1", "--sample", "0.5", "--online", "--json"]
+    )
+    assert (args.eval_fraction, args.sample, args.online, args.json) == (0.1, 0.5, True, True)
