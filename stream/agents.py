@@ -82,10 +82,10 @@ def _dumps(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode("utf-8")
 
 
-def _attribute_writes_to(stream: StreamT, event: EventT) -> None:
-    # Faust stores a table write under the partition of the stream's current event; in
-    # a batch from take_events that is the last event taken, not necessarily the one
-    # whose key is written. Point it at an event of the key being written.
+def _bind_table_partition(stream: StreamT, event: EventT) -> None:
+    # Faust reads and writes a table key in the store of the stream's current event's
+    # partition; in a batch from take_events that is the last event taken, not
+    # necessarily one of the key being read or written. Point it at an event of the key.
     stream._set_current_event(event)  # noqa: SLF001
 
 
@@ -208,9 +208,9 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             pairs: list[covisit.PairIncrement] = []
             for user_id, group in by_user.items():
                 records = [r for r, _ in group]
+                _bind_table_partition(stream, group[-1][1])
                 profile, user_pairs = update_profile(ctx, _load_profile(ctx, user_id), records)
                 pairs.extend(user_pairs)
-                _attribute_writes_to(stream, group[-1][1])
                 tables.user_profiles[user_id] = profile.to_dict()
                 profiles.append((user_id, profile, records, [e for _, e in group]))
             # One list per user per batch, all users scored together.

@@ -130,3 +130,26 @@ def test_restarted_worker_recovers_profiles_from_the_changelog(stack: Stack, mov
     after = {u: restarted.get_json(f"/users/{u}/profile") for u in users}
     assert after == before
     assert before["alice"][1]["n_events"] == 3
+
+
+def test_backlog_batches_spanning_partitions_keep_every_event(stack: Stack, movielens_dir: Path) -> None:
+    # A backlog is taken in large batches mixing users of every partition: each user's
+    # profile must be read and written in its own partition, or events are lost.
+    scifi, romance = pick_catalog(movielens_dir)
+    send_catalog(stack, scifi + romance)
+    users = [f"user-{n}" for n in range(24)]
+    for round_ in range(4):
+        for n, user in enumerate(users):
+            item = (scifi + romance)[(n + 7 * round_) % 60].movie_id
+            event = {"user_id": user, "item_id": item, "type": "view", "ts": 2_000_000 + 100 * round_ + n}
+            stack.send(stack.settings.events_topic, user, event)
+    worker = stack.start_worker()
+    out = stack.read(
+        stack.settings.recommendations_topic,
+        lambda ms: {m["user_id"] for m in ms if m["profile_events"] == 4} >= set(users),
+    )
+    assert max(m["profile_events"] for m in out) == 4
+    for user in users:
+        status, profile = worker.get_json(f"/users/{user}/profile")
+        assert status == 200
+        assert profile["n_events"] == 4, user
