@@ -15,6 +15,7 @@ from stream.cli import build_parser, settings_from_args
         ["demo", "--help"],
         ["replay", "movielens", "--help"],
         ["topics", "create", "--help"],
+        ["bench", "stream", "--help"],
     ],
 )
 def test_help_exits_cleanly(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -39,3 +40,16 @@ def test_unknown_command_fails() -> None:
     with pytest.raises(SystemExit) as info:
         build_parser().parse_args(["serve"])
     assert info.value.code == 2
+
+
+def test_bench_stream_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMRANK_BROKER", "from-env:9092")
+    args = build_parser().parse_args(
+        ["bench", "stream", "--workers", "2", "--events", "5000", "--json", "--bootstrap", "k:9092"]
+    )
+    assert (args.command, args.benchmark) == ("bench", "stream")
+    assert (args.workers, args.events, args.json, args.duration_s) == (2, 5000, True, 20.0)
+    assert settings_from_args(args).bootstrap_servers == ["k:9092"]
+    defaults = build_parser().parse_args(["bench", "stream"])
+    assert (defaults.workers, defaults.json, defaults.report) == (1, False, None)
+    assert settings_from_args(defaults).bootstrap_servers == ["from-env:9092"]
