@@ -56,6 +56,12 @@ LISTS_METRIC = "streamrank_recommendations_total"
 _POLL_S = 0.1
 # The JSON line reports latency at this load, as the issue defines it.
 _JSON_LOAD = 0.5
+CPU_METRIC = "process_cpu_seconds_total"
+# A drained events topic is not an idle worker: item statistics and the global tables'
+# changelogs are still being applied. Below this CPU use (cores per worker; idle fetch
+# polling costs a little) for _QUIET_S the previous phase is over.
+_IDLE_CPU = 0.25
+_QUIET_S = 2.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -378,6 +384,28 @@ class _Bench:
         self.workers.print_logs()
         raise StreamrankError(f"workers did not process {target:.0f} events within {timeout_s:.0f}s")
 
+    def wait_idle(self, timeout_s: float = 300.0) -> None:
+        """Wait until the workers' CPU use says the previous phase's work is done."""
+        from stream.process import sample_sum
+
+        deadline = time.monotonic() + timeout_s
+        last: tuple[float, float] | None = None
+        quiet_since: float | None = None
+        while time.monotonic() < deadline:
+            samples = self.workers.scrape()
+            now = time.monotonic()
+            if samples is not None:
+                cpu = sample_sum(samples, CPU_METRIC)
+                if last is not None and (cpu - last[1]) / (now - last[0]) / self.workers.n < _IDLE_CPU:
+                    quiet_since = quiet_since or last[0]
+                    if now - quiet_since >= _QUIET_S:
+                        return
+                else:
+                    quiet_since = None
+                last = (now, cpu)
+            time.sleep(0.5)
+        print(f"workers still busy after {timeout_s:.0f}s; measuring anyway", flush=True)
+
     def process(self, n: int, label: str) -> None:
         """Send ``n`` events and wait until they are processed (warm-up: not measured)."""
         from stream.process import sample_sum
@@ -387,6 +415,7 @@ class _Bench:
         before = self.workers.scrape() or {}
         self._send(self.settings.events_topic, self.source.take(n))
         self._wait_processed(sample_sum(before, EVENTS_METRIC) + n, timeout_s=max(120.0, n / 50))
+        self.wait_idle()
         print(f"{label}: {n} events processed", flush=True)
 
     def backlog(self, n: int) -> tuple[Phase, Phase]:
@@ -425,6 +454,7 @@ class _Bench:
         """Offer ``rate`` events/s for ``duration_s``; latency from the histogram deltas."""
         from stream.process import histogram_quantile, sample_delta, sample_sum
 
+        self.wait_idle()
         n = max(1, round(rate * duration_s))
         before = self.workers.scrape()
         if before is None:
@@ -566,7 +596,11 @@ def write_report(directory: Path, result: StreamBenchResult, command: str) -> Pa
         "Latency is the workers' `streamrank_event_to_recommendation_seconds` histogram (Kafka "
         "timestamp of the newest input event to the list being sent), differenced over each "
         "phase; quantiles interpolate linearly within its buckets (1, 2.5, 5, 10, 25, 50, 75, "
-        "100, 250 ms, ...), so they are only as fine as the bucket they fall in.",
+        "100, 250 ms, ... 10, 30 s), so they are only as fine as the bucket they fall in; a "
+        "figure near 30 s means at least that (the top bucket is open-ended).",
+        "",
+        "Before each latency phase the bench waits until the workers' CPU use drops (item "
+        "statistics and global-table changelogs of the previous phase applied).",
         "",
         f"![latency vs throughput]({png.name})",
         "",
