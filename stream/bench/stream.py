@@ -54,7 +54,7 @@ EVENTS_METRIC = "streamrank_events_total"
 LISTS_METRIC = "streamrank_recommendations_total"
 # A scrape every 0.1 s costs a worker little and keeps the drain time within 0.1 s.
 _POLL_S = 0.1
-# The JSON line reports latency at this load, as the issue defines it.
+# The JSON line reports latency at this load (see the README, Stream benchmark).
 _JSON_LOAD = 0.5
 CPU_METRIC = "process_cpu_seconds_total"
 # A drained events topic is not an idle worker: item statistics and the global tables'
