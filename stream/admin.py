@@ -49,12 +49,17 @@ def admin_client(settings: Settings, timeout_s: float = 30.0) -> KafkaAdminClien
             time.sleep(0.5)
 
 
-def ensure_topics(settings: Settings) -> list[str]:
-    """Create the external topics that do not exist yet; return the names created."""
+def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[str]:
+    """Create the topics that do not exist yet; return the names created.
+
+    Args:
+        names: topics to create with the settings' partitions and replication; default
+            every external topic of the settings.
+    """
     admin = admin_client(settings)
     try:
         existing = set(admin.list_topics())
-        missing = [t for t in settings.all_topics() if t not in existing]
+        missing = [t for t in (settings.all_topics() if names is None else names) if t not in existing]
         created = []
         for name in missing:
             try:

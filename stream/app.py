@@ -13,7 +13,8 @@ import faust
 from stream.config import Settings
 
 
-def _credentials(settings: Settings) -> Any:
+def broker_credentials(settings: Settings) -> Any:
+    """Faust credentials for the settings' security protocol (None for PLAINTEXT)."""
     protocol = settings.security_protocol
     if protocol == "PLAINTEXT":
         return None
@@ -53,7 +54,7 @@ def create_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.app_id,
         broker=[f"{scheme}://{server}" for server in settings.bootstrap_servers],
-        broker_credentials=_credentials(settings),
+        broker_credentials=broker_credentials(settings),
         store=settings.store,
         datadir=settings.data_dir,
         topic_partitions=settings.topic_partitions,

@@ -1,4 +1,4 @@
-"""The ``streamrank`` command: worker, demo, replay, topics.
+"""The ``streamrank`` command: worker, demo, replay, eval, topics, bench.
 
 Settings come from ``STREAMRANK_*`` environment variables; flags given on the command
 line override them. This is the only place that builds ``Settings``.
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from stream.bench import add_bench_parser, run_bench
 from stream.config import Settings
 
 
@@ -123,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     topics_sub = topics.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = topics_sub.add_parser("create", help="create missing topics, then exit")
     _common_kafka(create)
+
+    add_bench_parser(sub)
     return parser
 
 
@@ -178,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "eval":
         return _run_eval(args, settings)
+    if args.command == "bench":
+        return run_bench(args, settings)
     if args.command == "topics":
         from stream.admin import ensure_topics
 

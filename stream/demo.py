@@ -7,7 +7,6 @@ recommendation lists for a few users, and ends with a one-line JSON summary.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import sys
@@ -15,30 +14,18 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from stream import movielens
 from stream.admin import consumer, ensure_topics
 from stream.config import Settings
-from stream.embedded import EmbeddedBroker, free_port
-from stream.process import WorkerProcess, histogram_quantile
+from stream.embedded import configured_or_embedded, free_port
+from stream.process import WorkerProcess, histogram_quantile, worker_env
 from stream.replay import replay_movielens
 
 _QUIET_S = 3.0  # no new list for this long after the last event: the worker is done
 _PRINT_EVERY_S = 2.0
-
-
-@contextlib.contextmanager
-def running_broker(settings: Settings, workdir: Path) -> Iterator[Settings]:
-    """The configured broker, or an embedded one for the duration of the block."""
-    if settings.bootstrap_servers:
-        yield settings
-        return
-    with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
-        print(f"embedded broker (Tansu) on {broker.bootstrap}", flush=True)
-        yield settings.model_copy(update={"broker": broker.bootstrap, "broker_profile": "embedded"})
 
 
 class RecommendationWatcher(threading.Thread):
@@ -90,21 +77,11 @@ def run_demo(settings: Settings, *, max_events: int | None, rate: float, users: 
     shown = [u for u, _ in Counter(r.user_id for r in ratings).most_common(users)]
     with tempfile.TemporaryDirectory(prefix="streamrank-demo-") as tmp:
         workdir = Path(tmp)
-        with running_broker(settings, workdir) as live:
+        with configured_or_embedded(settings, workdir) as live:
             live = live.model_copy(update={"app_id": f"streamrank-demo-{int(time.time())}"})
             ensure_topics(live)
             port = live.web_port if "web_port" in settings.model_fields_set else free_port()
-            worker = WorkerProcess(
-                {
-                    "STREAMRANK_BROKER": live.broker,
-                    "STREAMRANK_BROKER_PROFILE": live.broker_profile,
-                    "STREAMRANK_APP_ID": live.app_id,
-                    "STREAMRANK_DATA_DIR": str(workdir / "state"),
-                    "STREAMRANK_CREATE_TOPICS": "false",
-                },
-                port,
-                workdir / "worker.log",
-            ).start()
+            worker = WorkerProcess(worker_env(live, workdir / "state"), port, workdir / "worker.log").start()
             try:
                 return _drive(live, worker, data, ratings, shown, titles, rate)
             except BaseException:

@@ -6,18 +6,23 @@ development convenience: production runs against Apache Kafka.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from stream.errors import BrokerUnavailable
+
+if TYPE_CHECKING:
+    from stream.config import Settings
 
 
 def free_port() -> int:
@@ -98,6 +103,21 @@ class EmbeddedBroker:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def configured_or_embedded(settings: Settings, workdir: Path) -> Iterator[Settings]:
+    """The configured broker, or an embedded one for the duration (demo, benchmarks).
+
+    Yields the settings to use: unchanged when a broker is configured, otherwise pointing
+    at the embedded broker with its profile on.
+    """
+    if settings.bootstrap_servers:
+        yield settings
+        return
+    with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
+        print(f"embedded broker (Tansu) on {broker.bootstrap}", flush=True)
+        yield settings.model_copy(update={"broker": broker.bootstrap, "broker_profile": "embedded"})
 
 
 # --- Faust transport for the embedded broker ------------------------------------------

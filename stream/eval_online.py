@@ -28,12 +28,12 @@ from typing import Any
 
 from stream.admin import ensure_topics, producer
 from stream.config import Settings
-from stream.demo import RecommendationWatcher, running_broker, wait_until_processed
-from stream.embedded import free_port
+from stream.demo import RecommendationWatcher, wait_until_processed
+from stream.embedded import configured_or_embedded, free_port
 from stream.eval_movielens import EvalSplit
 from stream.evaluation import MethodTotals
 from stream.movielens import item_message, load_movies, load_tags
-from stream.process import WorkerProcess
+from stream.process import WorkerProcess, worker_env
 from stream.replay import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -106,18 +106,11 @@ def replay_online(
     longest = max(Counter(e.user_id for e in split.events).values())
     with tempfile.TemporaryDirectory(prefix="streamrank-eval-") as tmp:
         workdir = Path(tmp)
-        with running_broker(settings, workdir) as live:
+        with configured_or_embedded(settings, workdir) as live:
             live = live.model_copy(update={"app_id": f"streamrank-eval-{int(time.time())}"})
             ensure_topics(live)
             worker = WorkerProcess(
-                {
-                    "STREAMRANK_BROKER": live.broker,
-                    "STREAMRANK_BROKER_PROFILE": live.broker_profile,
-                    "STREAMRANK_APP_ID": live.app_id,
-                    "STREAMRANK_DATA_DIR": str(workdir / "state"),
-                    "STREAMRANK_CREATE_TOPICS": "false",
-                    "STREAMRANK_HISTORY_SIZE": str(longest + 1),
-                },
+                {**worker_env(live, workdir / "state"), "STREAMRANK_HISTORY_SIZE": str(longest + 1)},
                 free_port(),
                 workdir / "worker.log",
             ).start()

@@ -15,7 +15,33 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from stream.config import Settings
 from stream.errors import StreamrankError
+
+# Settings a parent may have changed from its own environment (flags, fresh names) and
+# that every worker of its stack must share.
+_SHARED_FIELDS = (
+    "broker",
+    "broker_profile",
+    "app_id",
+    "topic_partitions",
+    "events_topic",
+    "items_topic",
+    "rerank_requests_topic",
+    "recommendations_topic",
+    "dead_letters_topic",
+)
+
+
+def worker_env(settings: Settings, data_dir: Path) -> dict[str, str]:
+    """Environment of a worker on ``settings``' broker, app id and topics.
+
+    The topics exist already (the parent creates them), so the worker does not.
+    """
+    env = {f"STREAMRANK_{name.upper()}": str(getattr(settings, name)) for name in _SHARED_FIELDS}
+    env["STREAMRANK_DATA_DIR"] = str(data_dir)
+    env["STREAMRANK_CREATE_TOPICS"] = "false"
+    return env
 
 
 class WorkerProcess:
@@ -96,6 +122,25 @@ def parse_samples(text: str) -> dict[str, float]:
             labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
             out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
     return out
+
+
+def add_samples(*samples: dict[str, float]) -> dict[str, float]:
+    """Sum of several workers' samples, key by key (counters and histogram buckets add)."""
+    out: dict[str, float] = {}
+    for one in samples:
+        for key, value in one.items():
+            out[key] = out.get(key, 0.0) + value
+    return out
+
+
+def sample_delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    """What counters and histogram buckets gained between two scrapes."""
+    return {key: value - before.get(key, 0.0) for key, value in after.items()}
+
+
+def sample_sum(samples: dict[str, float], name: str) -> float:
+    """Sum of a metric over all its label values (e.g. ``streamrank_events_total``)."""
+    return sum(v for k, v in samples.items() if k == name or k.startswith(name + "{"))
 
 
 def histogram_quantile(q: float, samples: dict[str, float], name: str) -> float | None:

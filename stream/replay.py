@@ -44,13 +44,14 @@ class RateLimiter:
         self.next_at = max(self.next_at, now) + self.interval
 
 
-def _send_all(
+def send_all(
     kafka: KafkaProducer,
     topic: str,
     messages: Iterable[tuple[str, dict[str, Any]]],
     rate: float,
     on_sent: Callable[[str, dict[str, Any]], None] | None,
 ) -> int:
+    """Send ``(key, value)`` messages as JSON at most ``rate`` per second; flush; return the count."""
     limiter = RateLimiter(rate)
     sent = 0
     for key, value in messages:
@@ -94,14 +95,14 @@ def replay_movielens(
                 (m.movie_id, movielens.item_message(m, tags.get(m.movie_id, [])))
                 for m in movielens.load_movies(data)
             )
-            stats.items = _send_all(kafka, settings.items_topic, items, 0.0, None)
+            stats.items = send_all(kafka, settings.items_topic, items, 0.0, None)
             log.info("sent %d items to %s", stats.items, settings.items_topic)
         if between is not None:
             between(stats.items)
         if send_events:
             ratings = movielens.load_ratings(data)[:max_events]
             events = ((r.user_id, movielens.event_message(r)) for r in ratings)
-            stats.events = _send_all(kafka, settings.events_topic, events, rate, on_event)
+            stats.events = send_all(kafka, settings.events_topic, events, rate, on_event)
             log.info("sent %d events to %s", stats.events, settings.events_topic)
     finally:
         kafka.close()

@@ -34,6 +34,37 @@ def bar_plot(path: Path, labels: Sequence[str], values: Sequence[float], title: 
     plt.close(fig)
 
 
+def line_plot(
+    path: Path,
+    x: Sequence[float],
+    series: Mapping[str, Sequence[float]],
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    markers: Mapping[str, float] | None = None,
+) -> None:
+    """Write a line chart PNG: one line per series over ``x``, labelled vertical markers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4), dpi=120)
+    for name, values in series.items():
+        ax.plot(x, values, marker="o", label=name)
+    for (name, at), style in zip((markers or {}).items(), ("--", ":", "-."), strict=False):
+        ax.axvline(at, color="grey", linestyle=style, label=name)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def write_eval_report(
     directory: Path, name: str, summary: Mapping[str, Any], notes: Sequence[str], metric: str
 ) -> Path:

@@ -16,6 +16,8 @@ from stream.cli import build_parser, settings_from_args
         ["replay", "movielens", "--help"],
         ["topics", "create", "--help"],
         ["eval", "movielens", "--help"],
+        ["eval", "mind", "--help"],
+        ["bench", "stream", "--help"],
     ],
 )
 def test_help_exits_cleanly(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -47,3 +49,16 @@ def test_eval_flags_parse() -> None:
         ["eval", "movielens", "--eval-fraction", "0.1", "--sample", "0.5", "--online", "--json"]
     )
     assert (args.eval_fraction, args.sample, args.online, args.json) == (0.1, 0.5, True, True)
+
+
+def test_bench_stream_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMRANK_BROKER", "from-env:9092")
+    args = build_parser().parse_args(
+        ["bench", "stream", "--workers", "2", "--events", "5000", "--json", "--bootstrap", "k:9092"]
+    )
+    assert (args.command, args.benchmark) == ("bench", "stream")
+    assert (args.workers, args.events, args.json, args.duration_s) == (2, 5000, True, 20.0)
+    assert settings_from_args(args).bootstrap_servers == ["k:9092"]
+    defaults = build_parser().parse_args(["bench", "stream"])
+    assert (defaults.workers, defaults.json, defaults.report) == (1, False, None)
+    assert settings_from_args(defaults).bootstrap_servers == ["from-env:9092"]

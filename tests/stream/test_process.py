@@ -1,12 +1,22 @@
-"""Reading a worker's metrics: sample parsing and histogram quantiles."""
+"""Reading workers' metrics (parsing, summing, differencing, quantiles) and their environment."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from stream.config import Settings
 from stream.metrics import Metrics
-from stream.process import histogram_quantile, parse_samples
+from stream.process import (
+    add_samples,
+    histogram_quantile,
+    parse_samples,
+    sample_delta,
+    sample_sum,
+    worker_env,
+)
 
 
 def test_quantile_interpolates_like_prometheus() -> None:
@@ -28,3 +38,28 @@ def test_quantile_interpolates_like_prometheus() -> None:
 def test_quantile_edges(q: float) -> None:
     samples = {'h_bucket{le="1.0"}': 2.0, 'h_bucket{le="+Inf"}': 2.0}
     assert 0.0 <= histogram_quantile(q, samples, "h") <= 1.0
+
+
+def test_samples_of_several_workers_add_and_difference() -> None:
+    one = {'streamrank_events_total{type="rate"}': 3.0, 'h_bucket{le="1.0"}': 2.0}
+    two = {'streamrank_events_total{type="rate"}': 4.0, 'streamrank_events_total{type="view"}': 1.0}
+    total = add_samples(one, two)
+    assert total['streamrank_events_total{type="rate"}'] == 7.0
+    assert sample_sum(total, "streamrank_events_total") == 8.0
+    assert sample_sum(total, "streamrank_events") == 0.0, "a prefix of another name is not that metric"
+    later = {**total, 'streamrank_events_total{type="rate"}': 10.0}
+    assert sample_delta(later, total) == {
+        'streamrank_events_total{type="rate"}': 3.0,
+        'h_bucket{le="1.0"}': 0.0,
+        'streamrank_events_total{type="view"}': 0.0,
+    }
+
+
+def test_worker_env_carries_the_stack_settings(tmp_path: Path) -> None:
+    settings = Settings(broker="b:9092", app_id="app-x", events_topic="ev-x", topic_partitions=3)
+    env = worker_env(settings, tmp_path / "state")
+    read_back = Settings(**{k.removeprefix("STREAMRANK_").lower(): v for k, v in env.items()})
+    assert (read_back.broker, read_back.app_id, read_back.events_topic) == ("b:9092", "app-x", "ev-x")
+    assert read_back.topic_partitions == 3
+    assert read_back.data_dir == str(tmp_path / "state")
+    assert read_back.create_topics is False
