@@ -1,4 +1,4 @@
-"""The ``streamrank`` command: worker, encode-server, demo, replay, topics.
+"""The ``streamrank`` command: worker, encode-server, demo, replay, topics, bench.
 
 Settings come from ``STREAMRANK_*`` environment variables; flags given on the command
 line override them. This is the only place that builds ``Settings``.
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from encoders.config import EncoderSettings
+from stream.bench import add_bench_parser, run_bench
 from stream.config import Settings
 
 
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     create = topics_sub.add_parser("create", help="create missing topics, then exit")
     _common_kafka(create)
 
+    add_bench_parser(sub)
     return parser
 
 
@@ -141,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from encoders.service import run_server
 
         return run_server(settings.encoder)
+    if args.command == "bench":
+        return run_bench(args, settings)
     if args.command == "demo":
         from stream.demo import run_demo
 
