@@ -4,21 +4,22 @@
   user per batch (a burst of one user's events yields one list), forward interactions
   re-keyed by item to ``count_item_popularity``.
 - ``count_item_popularity`` (internal item-interactions): decayed counts per item.
-- ``embed_new_items`` (items): batch, encode off the event loop, publish vectors.
+- ``embed_new_items`` (items): batch, encode off the event loop (or through the encoder
+  service), publish vectors tagged with their model.
 - ``rerank_requests`` (rerank-requests): reorder the given candidates for the user.
 
 Agents that write tables run with concurrency 1. Malformed input goes to the dead-letter
-topic with its reason and original bytes; the agent moves on.
+topic with its reason and original bytes; the agent moves on. Each batch reads the scoring
+index (``ctx.catalog.active``) once, so one ranking never mixes vectors of two models.
 """
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import json
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +27,9 @@ import numpy as np
 from faust.types import EventT, StreamT
 
 from stream import popularity
-from stream.catalog import CatalogIndex
+from stream.catalog import CatalogIndex, ModelCatalog
 from stream.config import Settings
+from stream.embedding import ItemEmbedder
 from stream.errors import InvalidMessage
 from stream.metrics import Metrics
 from stream.profiles import (
@@ -56,8 +58,6 @@ from stream.topics import Topics
 if TYPE_CHECKING:
     import faust
 
-    from encoders.text import TextEncoder
-
 log = logging.getLogger(__name__)
 
 
@@ -68,18 +68,11 @@ class Pipeline:
     settings: Settings
     topics: Topics
     tables: Tables
-    index: CatalogIndex
-    encoder: TextEncoder
+    catalog: ModelCatalog
+    embedder: ItemEmbedder
     metrics: Metrics
     ranking: RankingConfig
     profile_params: ProfileParams
-    # One thread: the model is not re-entrant and must never run on the event loop.
-    encode_executor: ThreadPoolExecutor
-
-    @property
-    def model_name(self) -> str:
-        """Model tag written into every recommendation."""
-        return self.encoder.model_id
 
 
 def _dumps(payload: dict[str, Any]) -> bytes:
@@ -120,13 +113,18 @@ def _load_profile(ctx: Pipeline, user_id: str) -> UserProfile | None:
     return None if raw is None else UserProfile.from_dict(raw)
 
 
-def update_profile(ctx: Pipeline, profile: UserProfile | None, events: list[InteractionEvent]) -> UserProfile:
-    """Apply a user's events (any order) to the profile; pure apart from metrics."""
+def update_profile(
+    ctx: Pipeline, index: CatalogIndex, profile: UserProfile | None, events: list[InteractionEvent]
+) -> UserProfile:
+    """Apply a user's events (any order) to the profile with ``index``'s vectors.
+
+    Pure apart from metrics. A profile built on another model is rebuilt from its history.
+    """
     if profile is None:
-        profile = UserProfile(model_id=ctx.index.model_id)
-    lookup = ctx.index.vector_of
-    if profile.model_id != ctx.index.model_id:
-        rebuild_interest(profile, lookup, ctx.profile_params)
+        profile = UserProfile(model_id=index.model_id)
+    lookup = index.vector_of
+    if profile.model_id != index.model_id:
+        rebuild_interest(profile, lookup, dataclasses.replace(ctx.profile_params, model_id=index.model_id))
     resolve_pending(profile, lookup, ctx.profile_params)
     weights = ctx.settings.event_weights
     for ev in sorted(events, key=lambda e: e.ts):
@@ -167,6 +165,7 @@ def interactions_by_partition(
 
 async def _send_list(
     ctx: Pipeline,
+    model: str,
     user_id: str,
     ranked: list[RankedItem],
     *,
@@ -177,7 +176,7 @@ async def _send_list(
 ) -> None:
     emitted = time.time()
     payload = recommendation_payload(
-        user_id, ranked, model=ctx.model_name, event_ts=event_ts, emitted_ts=emitted, request_id=request_id
+        user_id, ranked, model=model, event_ts=event_ts, emitted_ts=emitted, request_id=request_id
     )
     await ctx.topics.recommendations.send(key=user_id.encode("utf-8"), value=_dumps(payload))
     ctx.metrics.recommendations.labels(mode).inc()
@@ -197,6 +196,7 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             settings.event_batch_size, within=settings.event_batch_window_s
         ):
             started = time.perf_counter()
+            index = ctx.catalog.active  # one model for the whole batch
             good, bad = _decode_batch(ctx, events, decode)
             for event, exc in bad:
                 await send_dead_letter(ctx, event, exc)
@@ -206,14 +206,14 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             profiles: list[tuple[str, UserProfile, list[InteractionEvent], list[EventT]]] = []
             for user_id, group in by_user.items():
                 records = [r for r, _ in group]
-                profile = update_profile(ctx, _load_profile(ctx, user_id), records)
+                profile = update_profile(ctx, index, _load_profile(ctx, user_id), records)
                 _attribute_writes_to(stream, group[-1][1])
                 tables.user_profiles[user_id] = profile.to_dict()
                 profiles.append((user_id, profile, records, [e for _, e in group]))
             # One list per user per batch, all users scored together.
             ranked_lists = rank_catalog_batch(
-                [ctx.index.user_view(p, ctx.ranking.history_items) for _, p, _, _ in profiles],
-                ctx.index.view(),
+                [index.user_view(p, ctx.ranking.history_items) for _, p, _, _ in profiles],
+                index.view(),
                 [p.last_event_ts for _, p, _, _ in profiles],
                 ctx.ranking,
             )
@@ -222,6 +222,7 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             for (user_id, _, records, user_events), ranked in zip(profiles, ranked_lists, strict=True):
                 await _send_list(
                     ctx,
+                    index.model_id,
                     user_id,
                     ranked,
                     mode="topk",
@@ -248,13 +249,12 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             for item_id, (score, ref_ts) in merged.items():
                 entry = {"score": score, "ref_ts": ref_ts}
                 tables.item_popularity[item_id] = entry
-                apply_popularity_entry(ctx.index, item_id, entry)
+                apply_popularity_entry(ctx.catalog, item_id, entry)
             metrics.batch_size.labels("count_item_popularity").observe(len(events))
             metrics.batch_processing.labels("count_item_popularity").observe(time.perf_counter() - started)
 
     @app.agent(topics.items, name="embed_new_items", concurrency=1)
     async def embed_new_items(stream: StreamT) -> None:
-        loop = asyncio.get_running_loop()
         decode = lambda raw: decode_item(raw, settings.max_text_chars)  # noqa: E731
         async for events in stream.take_events(settings.item_batch_size, within=settings.item_batch_window_s):
             started = time.perf_counter()
@@ -268,25 +268,20 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             for record in latest.values():
                 if isinstance(record, ItemDelete):
                     tables.item_catalog[record.item_id] = {"deleted": True}
-                    apply_catalog_entry(ctx.index, record.item_id, {"deleted": True})
+                    apply_catalog_entry(ctx.catalog, record.item_id, {"deleted": True})
                     metrics.items_deleted.inc()
             if upserts:
-                encode_started = time.perf_counter()
-                vectors = await loop.run_in_executor(
-                    ctx.encode_executor, ctx.encoder.encode, [r.encoder_text() for r in upserts]
-                )
-                metrics.encoder_batch_duration.observe(time.perf_counter() - encode_started)
-                metrics.encoder_batch_size.observe(len(upserts))
-                for record, vector in zip(upserts, vectors, strict=True):
-                    entry = {
-                        "vector": encode_vector(vector),
-                        "model_id": ctx.encoder.model_id,
-                        "ts": record.ts,
-                        "title": record.title,
-                    }
+                texts = [r.encoder_text() for r in upserts]
+                vectors = await ctx.embedder.embed(texts)
+                for i, (record, text) in enumerate(zip(upserts, texts, strict=True)):
+                    # Without a vector (deferred), the entry waits for the background re-encoder.
+                    entry = catalog_entry(
+                        text, record.title, record.ts, None if vectors is None else vectors[i], ctx.embedder
+                    )
                     tables.item_catalog[record.item_id] = entry
-                    apply_catalog_entry(ctx.index, record.item_id, entry)
-                metrics.items_encoded.inc(len(upserts))
+                    apply_catalog_entry(ctx.catalog, record.item_id, entry)
+                if vectors is not None:
+                    metrics.items_encoded.inc(len(upserts))
             metrics.batch_size.labels("embed_new_items").observe(len(events))
             metrics.batch_processing.labels("embed_new_items").observe(time.perf_counter() - started)
 
@@ -300,19 +295,21 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             except InvalidMessage as exc:
                 await send_dead_letter(ctx, event, exc)
                 continue
+            index = ctx.catalog.active
             profile = _load_profile(ctx, request.user_id)
             now = request.ts or (profile.last_event_ts if profile else None) or event.message.timestamp
             ranked = rank_candidates(
-                ctx.index.user_view(profile, ctx.ranking.history_items),
-                ctx.index.view(),
+                index.user_view(profile, ctx.ranking.history_items),
+                index.view(),
                 request.candidates,
-                ctx.index.rows_of(request.candidates),
+                index.rows_of(request.candidates),
                 now=now,
                 config=ctx.ranking,
                 k=request.k,
             )
             await _send_list(
                 ctx,
+                index.model_id,
                 request.user_id,
                 ranked,
                 mode="rerank",
@@ -321,6 +318,20 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
                 request_id=request.request_id,
             )
             metrics.batch_processing.labels("rerank_requests").observe(time.perf_counter() - started)
+
+
+def catalog_entry(
+    text: str, title: str, ts: float | None, vector: np.ndarray | None, embedder: ItemEmbedder
+) -> dict[str, Any]:
+    """The ``item-catalog`` value of an item: its vector (if any) tagged with its model, and
+    the text it was encoded from, so that another model can re-encode it."""
+    entry: dict[str, Any] = {"text": text, "title": title, "ts": ts}
+    if vector is None:
+        entry["model_id"] = ""
+    else:
+        entry["vector"] = encode_vector(vector)
+        entry["model_id"] = embedder.model_id
+    return entry
 
 
 def _stored_popularity(tables: Tables, item_id: str) -> tuple[float, float]:
