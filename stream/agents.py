@@ -5,30 +5,33 @@
   sums and co-visitation pairs to the owner of each item's partition.
 - ``count_item_popularity`` (internal item-interactions): decayed counts and bounded
   co-visitation rows per item, each written by that item's single owner.
-- ``embed_new_items`` (items): batch, encode off the event loop, publish vectors.
+- ``embed_new_items`` (items): batch, encode off the event loop (or through the encoder
+  service), publish vectors tagged with their model.
 - ``rerank_requests`` (rerank-requests): reorder the given candidates for the user.
 
 Agents that write tables run with concurrency 1. Malformed input goes to the dead-letter
-topic with its reason and original bytes; the agent moves on.
+topic with its reason and original bytes; the agent moves on. Each batch reads the scoring
+index (``ctx.catalog.active``) once, so one ranking never mixes vectors of two models.
 """
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import json
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from faust.types import EventT, StreamT
 
 from stream import covisit, popularity
-from stream.catalog import CatalogIndex
+from stream.catalog import CatalogIndex, ModelCatalog
 from stream.config import Settings
 from stream.covisit import CovisitParams, CovisitRow
+from stream.embedding import ItemEmbedder
 from stream.errors import InvalidMessage
 from stream.interactions import apply_user_events, popularity_increments
 from stream.metrics import Metrics
@@ -51,8 +54,6 @@ from stream.topics import Topics
 if TYPE_CHECKING:
     import faust
 
-    from encoders.text import TextEncoder
-
 log = logging.getLogger(__name__)
 
 
@@ -63,19 +64,12 @@ class Pipeline:
     settings: Settings
     topics: Topics
     tables: Tables
-    index: CatalogIndex
-    encoder: TextEncoder
+    catalog: ModelCatalog
+    embedder: ItemEmbedder
     metrics: Metrics
     ranking: RankingConfig
     profile_params: ProfileParams
     covisit_params: CovisitParams
-    # One thread: the model is not re-entrant and must never run on the event loop.
-    encode_executor: ThreadPoolExecutor
-
-    @property
-    def model_name(self) -> str:
-        """Model tag written into every recommendation."""
-        return self.encoder.model_id
 
 
 def _dumps(payload: dict[str, Any]) -> bytes:
@@ -117,14 +111,17 @@ def _load_profile(ctx: Pipeline, user_id: str) -> UserProfile | None:
 
 
 def update_profile(
-    ctx: Pipeline, profile: UserProfile | None, events: list[InteractionEvent]
+    ctx: Pipeline, index: CatalogIndex, profile: UserProfile | None, events: list[InteractionEvent]
 ) -> tuple[UserProfile, list[covisit.PairIncrement]]:
-    """Apply a user's events (any order) to the profile; return it and its co-visit pairs."""
+    """Apply a user's events (any order) with ``index``'s vectors; return it and its co-visit pairs.
+
+    Pure apart from metrics. A profile built on another model is rebuilt from its history.
+    """
     update = apply_user_events(
         profile,
         events,
-        ctx.index.vector_of,
-        ctx.profile_params,
+        index.vector_of,
+        dataclasses.replace(ctx.profile_params, model_id=index.model_id),
         ctx.settings.event_weights,
         ctx.covisit_params,
     )
@@ -143,14 +140,13 @@ def item_statistics_by_partition(
     partition is the one Kafka's partitioner would give the item id, so every forwarder
     routes an item to the same single owner.
     """
-    partitions = ctx.settings.topic_partitions
+    settings = ctx.settings
     out: dict[int, dict[str, Any]] = {}
 
     def message(item_id: str) -> dict[str, Any]:
-        partition = popularity.owner_partition(item_id, partitions)
+        partition = popularity.owner_partition(item_id, settings.topic_partitions)
         return out.setdefault(partition, {"items": {}, "covisits": {}})
 
-    settings = ctx.settings
     increments = popularity_increments(events, settings.event_weights, settings.popularity_half_life_s)
     for item_id, (score, ref_ts) in increments.items():
         message(item_id)["items"][item_id] = {"score": score, "ref_ts": ref_ts}
@@ -161,6 +157,7 @@ def item_statistics_by_partition(
 
 async def _send_list(
     ctx: Pipeline,
+    model: str,
     user_id: str,
     ranked: list[RankedItem],
     *,
@@ -174,7 +171,7 @@ async def _send_list(
     payload = recommendation_payload(
         user_id,
         ranked,
-        model=ctx.model_name,
+        model=model,
         event_ts=event_ts,
         emitted_ts=emitted,
         request_id=request_id,
@@ -198,6 +195,7 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             settings.event_batch_size, within=settings.event_batch_window_s
         ):
             started = time.perf_counter()
+            index = ctx.catalog.active  # one model for the whole batch
             good, bad = _decode_batch(ctx, events, decode)
             for event, exc in bad:
                 await send_dead_letter(ctx, event, exc)
@@ -209,17 +207,17 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             for user_id, group in by_user.items():
                 records = [r for r, _ in group]
                 _bind_table_partition(stream, group[-1][1])
-                profile, user_pairs = update_profile(ctx, _load_profile(ctx, user_id), records)
+                profile, user_pairs = update_profile(ctx, index, _load_profile(ctx, user_id), records)
                 pairs.extend(user_pairs)
                 tables.user_profiles[user_id] = profile.to_dict()
                 profiles.append((user_id, profile, records, [e for _, e in group]))
             # One list per user per batch, all users scored together.
             user_views = [
-                ctx.index.user_view(p, ctx.ranking.history_items, ctx.ranking.covisit_items)
+                index.user_view(p, ctx.ranking.history_items, ctx.ranking.covisit_items)
                 for _, p, _, _ in profiles
             ]
             ranked_lists = rank_catalog_batch(
-                user_views, ctx.index.view(), [p.last_event_ts for _, p, _, _ in profiles], ctx.ranking
+                user_views, index.view(), [p.last_event_ts for _, p, _, _ in profiles], ctx.ranking
             )
             statistics = item_statistics_by_partition(ctx, [r for r, _ in good], pairs)
             for partition, message in statistics.items():
@@ -227,6 +225,7 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             for (user_id, profile, records, user_events), ranked in zip(profiles, ranked_lists, strict=True):
                 await _send_list(
                     ctx,
+                    index.model_id,
                     user_id,
                     ranked,
                     mode="topk",
@@ -258,17 +257,16 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             for item_id, (score, ref_ts) in merged.items():
                 entry = {"score": score, "ref_ts": ref_ts}
                 tables.item_popularity[item_id] = entry
-                apply_popularity_entry(ctx.index, item_id, entry)
+                apply_popularity_entry(ctx.catalog, item_id, entry)
             for row_id, row in rows.items():
                 entry = row.to_dict()
                 tables.item_covisits[row_id] = entry
-                apply_covisit_entry(ctx.index, row_id, entry)
+                apply_covisit_entry(ctx.catalog, row_id, entry)
             metrics.batch_size.labels("count_item_popularity").observe(len(events))
             metrics.batch_processing.labels("count_item_popularity").observe(time.perf_counter() - started)
 
     @app.agent(topics.items, name="embed_new_items", concurrency=1)
     async def embed_new_items(stream: StreamT) -> None:
-        loop = asyncio.get_running_loop()
         decode = lambda raw: decode_item(raw, settings.max_text_chars)  # noqa: E731
         async for events in stream.take_events(settings.item_batch_size, within=settings.item_batch_window_s):
             started = time.perf_counter()
@@ -282,25 +280,20 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             for record in latest.values():
                 if isinstance(record, ItemDelete):
                     tables.item_catalog[record.item_id] = {"deleted": True}
-                    apply_catalog_entry(ctx.index, record.item_id, {"deleted": True})
+                    apply_catalog_entry(ctx.catalog, record.item_id, {"deleted": True})
                     metrics.items_deleted.inc()
             if upserts:
-                encode_started = time.perf_counter()
-                vectors = await loop.run_in_executor(
-                    ctx.encode_executor, ctx.encoder.encode, [r.encoder_text() for r in upserts]
-                )
-                metrics.encoder_batch_duration.observe(time.perf_counter() - encode_started)
-                metrics.encoder_batch_size.observe(len(upserts))
-                for record, vector in zip(upserts, vectors, strict=True):
-                    entry = {
-                        "vector": encode_vector(vector),
-                        "model_id": ctx.encoder.model_id,
-                        "ts": record.ts,
-                        "title": record.title,
-                    }
+                texts = [r.encoder_text() for r in upserts]
+                vectors = await ctx.embedder.embed(texts)
+                for i, (record, text) in enumerate(zip(upserts, texts, strict=True)):
+                    # Without a vector (deferred), the entry waits for the background re-encoder.
+                    entry = catalog_entry(
+                        text, record.title, record.ts, None if vectors is None else vectors[i], ctx.embedder
+                    )
                     tables.item_catalog[record.item_id] = entry
-                    apply_catalog_entry(ctx.index, record.item_id, entry)
-                metrics.items_encoded.inc(len(upserts))
+                    apply_catalog_entry(ctx.catalog, record.item_id, entry)
+                if vectors is not None:
+                    metrics.items_encoded.inc(len(upserts))
             metrics.batch_size.labels("embed_new_items").observe(len(events))
             metrics.batch_processing.labels("embed_new_items").observe(time.perf_counter() - started)
 
@@ -314,19 +307,21 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             except InvalidMessage as exc:
                 await send_dead_letter(ctx, event, exc)
                 continue
+            index = ctx.catalog.active
             profile = _load_profile(ctx, request.user_id)
             now = request.ts or (profile.last_event_ts if profile else None) or event.message.timestamp
             ranked = rank_candidates(
-                ctx.index.user_view(profile, ctx.ranking.history_items, ctx.ranking.covisit_items),
-                ctx.index.view(),
+                index.user_view(profile, ctx.ranking.history_items, ctx.ranking.covisit_items),
+                index.view(),
                 request.candidates,
-                ctx.index.rows_of(request.candidates),
+                index.rows_of(request.candidates),
                 now=now,
                 config=ctx.ranking,
                 k=request.k,
             )
             await _send_list(
                 ctx,
+                index.model_id,
                 request.user_id,
                 ranked,
                 mode="rerank",
@@ -336,6 +331,20 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
                 request_id=request.request_id,
             )
             metrics.batch_processing.labels("rerank_requests").observe(time.perf_counter() - started)
+
+
+def catalog_entry(
+    text: str, title: str, ts: float | None, vector: np.ndarray | None, embedder: ItemEmbedder
+) -> dict[str, Any]:
+    """The ``item-catalog`` value of an item: its vector (if any) tagged with its model, and
+    the text it was encoded from, so that another model can re-encode it."""
+    entry: dict[str, Any] = {"text": text, "title": title, "ts": ts}
+    if vector is None:
+        entry["model_id"] = ""
+    else:
+        entry["vector"] = encode_vector(vector)
+        entry["model_id"] = embedder.model_id
+    return entry
 
 
 def _stored_popularity(tables: Tables, item_id: str) -> tuple[float, float]:

@@ -5,11 +5,17 @@ Faust tables (``item-catalog`` with vectors, ``item-popularity`` with decayed co
 their changelog events are applied here so that ranking reads contiguous numpy arrays
 instead of iterating a table. The index is a cache: it is rebuilt from the changelogs
 at start and never written back.
+
+A :class:`CatalogIndex` holds the vectors of one model. :class:`ModelCatalog` holds one per
+model found in the catalog while the configured model replaces another, and names the one
+scoring reads: the old model's until every live item has a vector of the new one, then the
+new one, swapped in one assignment. One ranking reads one index, so it never mixes models.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +32,7 @@ class CatalogIndex:
     Only vectors produced by ``model_id`` are held: one ranking never mixes models.
     """
 
-    def __init__(self, model_id: str, dim: int) -> None:
+    def __init__(self, model_id: str, dim: int, covisits: dict[str, CovisitRow] | None = None) -> None:
         self.model_id = model_id
         self.dim = dim
         self._ids: list[str] = []
@@ -37,7 +43,8 @@ class CatalogIndex:
         self._item_ts = np.full(_INITIAL_CAPACITY, np.nan)
         self._popularity = np.zeros(_INITIAL_CAPACITY)
         self._popularity_ref_ts = np.zeros(_INITIAL_CAPACITY)
-        self._covisits: dict[str, CovisitRow] = {}
+        # Co-visitation rows do not depend on the model: indexes of one catalog share them.
+        self._covisits: dict[str, CovisitRow] = {} if covisits is None else covisits
         # Rows as (catalog rows, normalised scores), converted when first read.
         self._covisit_arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -88,6 +95,16 @@ class CatalogIndex:
         else:
             self._vectors[row] = 0.0
             self._has_vector[row] = False
+
+    def touch(self, item_id: str, ts: float | None) -> None:
+        """Record that the item is live (undeleted, with this time) without changing its vector.
+
+        Used for an index of another model than the one that produced the item's latest vector:
+        it keeps serving the vector it had until scoring moves to the new model.
+        """
+        row = self._row(item_id)
+        self._deleted[row] = False
+        self._item_ts[row] = np.nan if ts is None else ts
 
     def delete(self, item_id: str) -> None:
         """Retire an item: it is never recommended again (until re-added)."""
@@ -202,3 +219,105 @@ class CatalogIndex:
             covisit_rows=covisit_rows,
             covisit_scores=covisit_scores,
         )
+
+
+class ModelCatalog:
+    """The catalog indexes of the configured model (``target``) and of older models still in use.
+
+    Each item's latest catalog entry carries the vector of one model. The target index takes
+    that vector when it is of the configured model and otherwise forgets the item's vector, so
+    the item shows up in :meth:`missing` and is re-encoded. An index of another model keeps the
+    vector it had, so scoring on it does not degrade while items are re-encoded.
+
+    Scoring reads :attr:`active`: chosen when first read (after table recovery) as the index
+    that covers most live items, preferring the target; then it moves to the target only when
+    the target covers every live item (:meth:`try_switch`), and older indexes are dropped.
+    """
+
+    def __init__(self, model_id: str, dim: int) -> None:
+        self._covisits: dict[str, CovisitRow] = {}
+        self.target = CatalogIndex(model_id, dim, self._covisits)
+        self._others: dict[str, CatalogIndex] = {}
+        self._active: CatalogIndex | None = None
+        self._live: set[str] = set()
+
+    @property
+    def model_id(self) -> str:
+        """The configured model's id."""
+        return self.target.model_id
+
+    @property
+    def active(self) -> CatalogIndex:
+        """The index scoring reads now. Read it once per ranking."""
+        if self._active is None:
+            self._active = self._choose()
+        return self._active
+
+    def current(self) -> CatalogIndex:
+        """The scoring index if chosen, else the target; reading it chooses nothing (metrics)."""
+        return self._active if self._active is not None else self.target
+
+    @property
+    def switching(self) -> bool:
+        """Whether scoring still reads another model's index than the configured one."""
+        return self.active is not self.target
+
+    def indexes(self) -> list[CatalogIndex]:
+        """Every index held (the target first)."""
+        return [self.target, *self._others.values()]
+
+    def _choose(self) -> CatalogIndex:
+        best = self.target
+        for index in self._others.values():
+            if index.active_count > best.active_count:
+                best = index
+        if best is self.target:
+            self._others.clear()  # nothing will ever read them
+        return best
+
+    def apply_entry(self, item_id: str, entry: dict[str, Any] | None, vector: np.ndarray | None) -> None:
+        """Apply one ``item-catalog`` value (already decoded ``vector``) to every index."""
+        if entry is None or entry.get("deleted"):
+            self._live.discard(item_id)
+            for index in self.indexes():
+                index.delete(item_id)
+            return
+        self._live.add(item_id)
+        model_id = str(entry.get("model_id") or "")
+        ts = entry.get("ts")
+        self.target.upsert(item_id, vector, model_id, ts)
+        keeps_others = self._active is not self.target  # undecided, or still on an old model
+        if keeps_others and vector is not None and model_id not in (self.target.model_id, *self._others):
+            self._others[model_id] = CatalogIndex(model_id, int(vector.shape[0]), self._covisits)
+        for other_id, index in self._others.items():
+            if other_id == model_id:
+                index.upsert(item_id, vector, model_id, ts)
+            else:
+                index.touch(item_id, ts)
+
+    def set_popularity(self, item_id: str, score: float, ref_ts: float) -> None:
+        """Set an item's decayed popularity in every index."""
+        for index in self.indexes():
+            index.set_popularity(item_id, score, ref_ts)
+
+    def set_covisits(self, item_id: str, row: CovisitRow | None) -> None:
+        """Set an item's co-visitation row (shared by every index)."""
+        for index in self.indexes():
+            index.set_covisits(item_id, row)
+
+    def missing(self) -> list[str]:
+        """Live catalog items without a vector of the configured model."""
+        lookup = self.target.vector_of
+        return [item_id for item_id in self._live if lookup(item_id) is None]
+
+    def try_switch(self) -> bool:
+        """Move scoring to the configured model once it covers every live item.
+
+        Returns:
+            True when scoring moved in this call.
+        """
+        if self.active is self.target or self.missing():
+            return False
+        self._active = self.target  # one assignment: the next ranking reads the new model
+        self._others.clear()
+        return True

@@ -1,4 +1,4 @@
-"""The ``streamrank`` command: worker, demo, replay, eval, topics, bench.
+"""The ``streamrank`` command: worker, encode-server, demo, replay, eval, topics, bench.
 
 Settings come from ``STREAMRANK_*`` environment variables; flags given on the command
 line override them. This is the only place that builds ``Settings``.
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from encoders.config import EncoderSettings
 from stream.bench import add_bench_parser, run_bench
 from stream.config import Settings
 
@@ -120,6 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     eval_mind.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
     eval_mind.add_argument("--report", type=Path, help="write a Markdown report and a PNG plot here")
 
+    server = sub.add_parser(
+        "encode-server",
+        help="run the encoder service (POST /embed, /healthz, /metrics)",
+        description="Serve the encoder over HTTP with dynamic batching; the model comes from "
+        "the STREAMRANK_ENCODER_* variables.",
+    )
+    server.add_argument("--host", help="bind address (env STREAMRANK_ENCODER_HOST; default 0.0.0.0)")
+    server.add_argument("--port", type=int, help="port (env STREAMRANK_ENCODER_PORT; default 8080)")
+
     topics = sub.add_parser("topics", help="manage topics")
     topics_sub = topics.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = topics_sub.add_parser("create", help="create missing topics, then exit")
@@ -143,6 +153,15 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {
         field: getattr(args, attr) for attr, field in flags.items() if getattr(args, attr, None) is not None
     }
+    encoder_flags = {"host": "host", "port": "port"}
+    encoder_overrides = {
+        field: getattr(args, attr)
+        for attr, field in encoder_flags.items()
+        if getattr(args, attr, None) is not None
+    }
+    if encoder_overrides:
+        # Nested settings read their own environment; the flags go on top of it.
+        overrides["encoder"] = EncoderSettings(**encoder_overrides)
     return Settings(**overrides)
 
 
@@ -162,6 +181,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         run_worker(settings)
         return 0
+    if args.command == "encode-server":
+        from encoders.service import run_server
+
+        return run_server(settings.encoder)
+    if args.command == "bench":
+        return run_bench(args, settings)
     if args.command == "demo":
         from stream.demo import run_demo
 

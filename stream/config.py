@@ -198,6 +198,16 @@ class Settings(BaseSettings):
         0.2, gt=0, description="Longest wait to fill an item batch before encoding it."
     )
 
+    # --- Model versions ----------------------------------------------------------------
+    reencode_interval_s: float = Field(
+        5.0,
+        gt=0,
+        description="How often a worker looks for live catalog items without a vector of the "
+        "configured model (after a model switch, or deferred while the encoder service was "
+        "down) and re-encodes those of its partitions, item_batch_size at a time. Scoring "
+        "moves to the new model once every item has its vector.",
+    )
+
     # --- Demo and replay ---------------------------------------------------------------
     data: str = Field(
         default_factory=_default_data_dir,

@@ -36,3 +36,11 @@ class BrokerUnavailable(StreamrankError):
 
 class DataNotFound(StreamrankError):
     """A dataset directory is missing the files a command needs."""
+
+
+class EncoderUnavailable(StreamrankError):
+    """The encoder service could not encode: down, timing out, refusing, or circuit open."""
+
+
+class EncoderModelMismatch(EncoderUnavailable):
+    """The encoder service answered with vectors of another model than the configured one."""

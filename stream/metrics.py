@@ -19,6 +19,8 @@ LATENCY_BUCKETS = (
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 AGENTS = ("update_user_interest", "embed_new_items", "count_item_popularity", "rerank_requests")
 MODES = ("topk", "rerank")
+# Outcomes of one request of the worker to the encoder service.
+REMOTE_OUTCOMES = ("ok", "error", "timeout", "rejected_open_circuit")
 
 
 class Metrics:
@@ -103,7 +105,48 @@ class Metrics:
             "Active catalog items with a vector of the current model, held for scoring.",
             registry=registry,
         )
+        self.remote_requests = Counter(
+            "streamrank_encoder_remote_requests",
+            "Requests of this worker to the encoder service, by outcome (rejected_open_circuit: "
+            "not sent because the circuit breaker is open).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.circuit_open = Gauge(
+            "streamrank_encoder_circuit_open",
+            "1 while the circuit breaker to the encoder service is open (calls fail at once), else 0.",
+            registry=registry,
+        )
+        self.fallbacks = Counter(
+            "streamrank_encoder_fallbacks",
+            "Items the worker could not get from the encoder service, handled by the fallback "
+            "(encoded in-process, or deferred and retried in the background).",
+            registry=registry,
+        )
+        self.reencode_pending = Gauge(
+            "streamrank_catalog_reencode_pending",
+            "Live catalog items without a vector of the configured model (a model switch or "
+            "deferred items), re-encoded in the background.",
+            registry=registry,
+        )
+        self.items_reencoded = Counter(
+            "streamrank_items_reencoded",
+            "Catalog items re-encoded in the background with the configured model.",
+            registry=registry,
+        )
+        self.model_switches = Counter(
+            "streamrank_model_switches",
+            "Times scoring moved to the configured model once every live item had its vector.",
+            registry=registry,
+        )
         self.model = Info("streamrank_model", "Encoder model used for item vectors.", registry=registry)
+        self.scoring_model = Info(
+            "streamrank_scoring_model",
+            "Model whose vectors scoring reads; differs from streamrank_model while re-encoding.",
+            registry=registry,
+        )
+        for outcome in REMOTE_OUTCOMES:
+            self.remote_requests.labels(outcome)
         # Pre-create known label values so their series exist from 0.
         for event_type in event_types:
             self.events.labels(event_type)

@@ -1,4 +1,7 @@
-"""Run a worker as a child process and read its HTTP pages (demo, tests, benchmarks)."""
+"""Run a worker or the encoder service as a child process and read its HTTP pages.
+
+Used by the demo, the tests and the benchmarks; children are stopped by PID.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -44,25 +47,27 @@ def worker_env(settings: Settings, data_dir: Path) -> dict[str, str]:
     return env
 
 
-class WorkerProcess:
-    """``streamrank worker`` in a child process, stopped by PID."""
+class _ChildProcess:
+    """A ``streamrank`` subcommand in a child process with an HTTP server, stopped by PID."""
 
-    def __init__(self, env: dict[str, str], web_port: int, log_path: Path) -> None:
-        self.env = {**os.environ, **env, "STREAMRANK_WEB_PORT": str(web_port)}
-        self.web_port = web_port
+    command: tuple[str, ...] = ()
+
+    def __init__(self, env: dict[str, str], port: int, log_path: Path) -> None:
+        self.env = {**os.environ, **env}
+        self.port = port
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        """Base URL of the worker's HTTP server."""
-        return f"http://127.0.0.1:{self.web_port}"
+        """Base URL of the child's HTTP server."""
+        return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> WorkerProcess:
-        """Start the worker (returns at once; see :meth:`wait_ready`)."""
+    def start(self) -> Self:
+        """Start the child (returns at once; see ``wait_ready``)."""
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker"],
+        self.process = subprocess.Popen(  # noqa: S603 - our own CLI, fixed subcommand, no shell
+            [sys.executable, "-m", "stream.cli", *self.command],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -85,20 +90,11 @@ class WorkerProcess:
             text = response.read().decode("utf-8")
         return parse_samples(text)
 
-    def wait_ready(self, timeout_s: float = 120.0, min_items: int = 0) -> None:
-        """Wait until /healthz says ready (and at least ``min_items`` are encoded)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise StreamrankError(f"worker exited with {self.process.returncode}; log: {self.log_path}")
-            try:
-                status, body = self.get_json("/healthz")
-                if status == 200 and body["items"] >= min_items:
-                    return
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.25)
-        raise StreamrankError(f"worker not ready after {timeout_s}s; log: {self.log_path}")
+    def _check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise StreamrankError(
+                f"{' '.join(self.command)} exited with {self.process.returncode}; log: {self.log_path}"
+            )
 
     def stop(self, timeout_s: float = 30.0) -> int | None:
         """SIGTERM, then SIGKILL after ``timeout_s``; returns the exit code."""
@@ -112,6 +108,61 @@ class WorkerProcess:
                 os.kill(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         return self.process.returncode
+
+
+class WorkerProcess(_ChildProcess):
+    """``streamrank worker`` in a child process, stopped by PID."""
+
+    command = ("worker",)
+
+    def __init__(self, env: dict[str, str], web_port: int, log_path: Path) -> None:
+        super().__init__({**env, "STREAMRANK_WEB_PORT": str(web_port)}, web_port, log_path)
+
+    @property
+    def web_port(self) -> int:
+        """Port of the worker's HTTP server."""
+        return self.port
+
+    def wait_ready(self, timeout_s: float = 120.0, min_items: int = 0) -> None:
+        """Wait until /healthz says ready (and at least ``min_items`` are encoded)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                status, body = self.get_json("/healthz")
+                if status == 200 and body["items"] >= min_items:
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.25)
+        raise StreamrankError(f"worker not ready after {timeout_s}s; log: {self.log_path}")
+
+
+class EncodeServerProcess(_ChildProcess):
+    """``streamrank encode-server`` on 127.0.0.1 in a child process, stopped by PID."""
+
+    command = ("encode-server",)
+
+    def __init__(self, env: dict[str, str], port: int, log_path: Path) -> None:
+        super().__init__(
+            {**env, "STREAMRANK_ENCODER_HOST": "127.0.0.1", "STREAMRANK_ENCODER_PORT": str(port)},
+            port,
+            log_path,
+        )
+
+    def wait_ready(self, timeout_s: float = 120.0) -> dict[str, Any]:
+        """Wait until /healthz answers 200 (model loaded); returns its body."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                status, body = self.get_json("/healthz")
+                if status == 200:
+                    return dict(body)
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.1)
+        raise StreamrankError(f"encode-server not ready after {timeout_s}s; log: {self.log_path}")
 
 
 def parse_samples(text: str) -> dict[str, float]:

@@ -3,7 +3,8 @@
 - ``user-profiles``: one profile per user, partitioned like ``events`` (key user_id),
   changelog-backed, RocksDB in production. Written only by ``update_user_interest``.
 - ``item-catalog``: a global table (every worker holds it all) with each item's vector,
-  the model that produced it, its time and deletion flag. Written by ``embed_new_items``.
+  the model that produced it, its text (to re-encode it under another model), title, time
+  and deletion flag. Written by ``embed_new_items`` and by the background re-encoder.
 - ``item-popularity``: a global table of decayed interaction counts per item, written by
   ``count_item_popularity``, the one owner of each item's partition, so each event is
   counted once whatever the number of workers.
@@ -11,7 +12,7 @@
   written like ``item-popularity`` by the item's single owner.
 
 Global tables live in memory and are rebuilt from their changelogs at start; every
-changelog event is also applied to the worker's vectorised ``CatalogIndex``.
+changelog event is also applied to the worker's vectorised ``ModelCatalog``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import faust
 from faust.types import EventT, TableT
 
-from stream.catalog import CatalogIndex
+from stream.catalog import ModelCatalog
 from stream.config import Settings
 from stream.covisit import CovisitRow
 from stream.profiles import decode_vector
@@ -49,44 +50,36 @@ def _key(raw: Any) -> str:
     return raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
 
 
-def apply_catalog_entry(index: CatalogIndex, item_id: str, entry: dict[str, Any] | None) -> None:
-    """Apply one ``item-catalog`` value to the index."""
-    if entry is None or entry.get("deleted"):
-        index.delete(item_id)
-        return
-    vector = entry.get("vector")
-    index.upsert(
-        item_id,
-        None if vector is None else decode_vector(vector),
-        entry.get("model_id", ""),
-        entry.get("ts"),
-    )
+def apply_catalog_entry(catalog: ModelCatalog, item_id: str, entry: dict[str, Any] | None) -> None:
+    """Apply one ``item-catalog`` value to the catalog indexes."""
+    vector = None if entry is None else entry.get("vector")
+    catalog.apply_entry(item_id, entry, None if vector is None else decode_vector(vector))
 
 
-def apply_popularity_entry(index: CatalogIndex, item_id: str, entry: dict[str, Any] | None) -> None:
-    """Apply one ``item-popularity`` value to the index."""
+def apply_popularity_entry(catalog: ModelCatalog, item_id: str, entry: dict[str, Any] | None) -> None:
+    """Apply one ``item-popularity`` value to the catalog indexes."""
     if entry is None:
-        index.set_popularity(item_id, 0.0, 0.0)
+        catalog.set_popularity(item_id, 0.0, 0.0)
     else:
-        index.set_popularity(item_id, float(entry["score"]), float(entry["ref_ts"]))
+        catalog.set_popularity(item_id, float(entry["score"]), float(entry["ref_ts"]))
 
 
-def apply_covisit_entry(index: CatalogIndex, item_id: str, entry: dict[str, Any] | None) -> None:
-    """Apply one ``item-covisits`` value to the index."""
-    index.set_covisits(item_id, None if entry is None else CovisitRow.from_dict(entry))
+def apply_covisit_entry(catalog: ModelCatalog, item_id: str, entry: dict[str, Any] | None) -> None:
+    """Apply one ``item-covisits`` value to the catalog indexes."""
+    catalog.set_covisits(item_id, None if entry is None else CovisitRow.from_dict(entry))
 
 
-def declare_tables(app: faust.App, settings: Settings, index: CatalogIndex) -> Tables:
-    """Declare the tables; global-table changelog events feed ``index``."""
+def declare_tables(app: faust.App, settings: Settings, catalog: ModelCatalog) -> Tables:
+    """Declare the tables; global-table changelog events feed ``catalog``."""
 
     async def on_catalog_event(event: EventT) -> None:
-        apply_catalog_entry(index, _key(event.key), _value(event.value))
+        apply_catalog_entry(catalog, _key(event.key), _value(event.value))
 
     async def on_popularity_event(event: EventT) -> None:
-        apply_popularity_entry(index, _key(event.key), _value(event.value))
+        apply_popularity_entry(catalog, _key(event.key), _value(event.value))
 
     async def on_covisit_event(event: EventT) -> None:
-        apply_covisit_entry(index, _key(event.key), _value(event.value))
+        apply_covisit_entry(catalog, _key(event.key), _value(event.value))
 
     global_options: dict[str, Any] = {
         "partitions": settings.topic_partitions,
@@ -107,7 +100,7 @@ def declare_tables(app: faust.App, settings: Settings, index: CatalogIndex) -> T
         item_catalog=app.GlobalTable(
             "item-catalog",
             on_changelog_event=on_catalog_event,
-            help="Item vectors tagged with their model.",
+            help="Item vectors tagged with their model, with the text they were encoded from.",
             **global_options,
         ),
         item_popularity=app.GlobalTable(

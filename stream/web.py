@@ -32,7 +32,16 @@ def register_pages(app: faust.App, ctx: Pipeline) -> None:
     @app.page("/healthz")
     async def healthz(web: View, request: Request) -> Response:
         recovered = app.tables.recovery.completed.is_set()
-        body = {"ready": recovered, "items": ctx.index.active_count, "model": ctx.encoder.model_id}
+        catalog = ctx.catalog
+        # The scoring index is only chosen once the catalog is recovered.
+        index = catalog.active if recovered else catalog.target
+        body = {
+            "ready": recovered,
+            "items": index.active_count,
+            "model": index.model_id,
+            "configured_model": catalog.model_id,
+            "reencode_pending": len(catalog.missing()) if recovered else None,
+        }
         return web.json(body, status=200 if recovered else 503)
 
     @app.page("/users/{user_id}/profile")

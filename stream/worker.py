@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 
 import faust
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
-from encoders.text import TextEncoder
+from encoders.config import EncoderSettings
+from encoders.text import TextEncoder, model_signature
 from stream.admin import ensure_topics
 from stream.agents import Pipeline, register_agents
 from stream.app import create_app
-from stream.catalog import CatalogIndex
+from stream.catalog import ModelCatalog
 from stream.config import Settings
+from stream.embedding import ItemEmbedder
+from stream.encoder_client import RemoteEncoder
 from stream.metrics import Metrics
 from stream.profiles import ProfileParams
 from stream.ranking import RankingConfig
+from stream.reencode import register_reencoder
 from stream.tables import declare_tables
 from stream.topics import declare_topics
 from stream.web import register_pages
@@ -25,8 +28,13 @@ log = logging.getLogger(__name__)
 
 
 def build_worker(settings: Settings, encoder: TextEncoder | None = None) -> tuple[faust.App, Pipeline]:
-    """Build the Faust app with its topics, tables, agents and pages."""
-    encoder = encoder or TextEncoder.from_settings(settings.encoder)
+    """Build the Faust app with its topics, tables, agents, background tasks and pages.
+
+    Args:
+        settings: Worker settings.
+        encoder: An already loaded in-process encoder (tests); by default one is loaded from
+            the settings, unless ``STREAMRANK_ENCODER_URL`` names an encoder service.
+    """
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
@@ -35,40 +43,72 @@ def build_worker(settings: Settings, encoder: TextEncoder | None = None) -> tupl
         event_types=sorted(settings.event_weights),
         source_topics=[settings.events_topic, settings.items_topic, settings.rerank_requests_topic],
     )
+    embedder = build_embedder(settings.encoder, metrics, encoder)
     metrics.model.info(
         {
-            "model": encoder.model_name,
-            "model_id": encoder.model_id,
-            "dim": str(encoder.dim),
-            "device": encoder.device,
+            "model": embedder.model_name,
+            "model_id": embedder.model_id,
+            "dim": str(embedder.dim),
+            "device": embedder.device,
         }
     )
-    index = CatalogIndex(encoder.model_id, encoder.dim)
+    catalog = ModelCatalog(embedder.model_id, embedder.dim)
     app = create_app(settings)
     topics = declare_topics(app, settings)
-    tables = declare_tables(app, settings, index)
-    metrics.items.set_function(lambda: index.active_count)
+    tables = declare_tables(app, settings, catalog)
+    metrics.items.set_function(lambda: catalog.current().active_count)
     metrics.users.set_function(lambda: len(tables.user_profiles))
     pipeline = Pipeline(
         settings=settings,
         topics=topics,
         tables=tables,
-        index=index,
-        encoder=encoder,
+        catalog=catalog,
+        embedder=embedder,
         metrics=metrics,
         ranking=RankingConfig.from_settings(settings),
         profile_params=ProfileParams(
             half_life_s=settings.interest_half_life_s,
             history_size=settings.history_size,
             pending_size=settings.pending_size,
-            model_id=encoder.model_id,
+            model_id=embedder.model_id,
         ),
         covisit_params=settings.covisit_params(),
-        encode_executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder"),
     )
     register_agents(app, pipeline)
+    register_reencoder(app, pipeline)
     register_pages(app, pipeline)
+
+    @app.on_before_shutdown.connect
+    async def close_embedder(app: faust.App, **kwargs: object) -> None:
+        await embedder.close()
+
     return app, pipeline
+
+
+def build_embedder(
+    settings: EncoderSettings, metrics: Metrics, encoder: TextEncoder | None = None
+) -> ItemEmbedder:
+    """In-process encoding, or the encoder service with a fallback when ``url`` is set.
+
+    With a service, the worker reads only the model's config files (no weights) to know the
+    model id and dimension it must receive; the weights are loaded only for a ``local``
+    fallback, and only when first needed.
+    """
+    if not settings.url:
+        local = encoder or TextEncoder.from_settings(settings)
+        return ItemEmbedder(settings, local.model_id, local.dim, metrics, local=local)
+    signature = model_signature(settings)
+    remote = RemoteEncoder(settings, signature.model_id, signature.dim, metrics)
+    log.info("encoding through %s (model %s, fallback %s)", remote.url, signature.model_id, settings.fallback)
+    return ItemEmbedder(
+        settings,
+        signature.model_id,
+        signature.dim,
+        metrics,
+        local=encoder,
+        remote=remote,
+        name=signature.name,
+    )
 
 
 def run_worker(settings: Settings) -> None:

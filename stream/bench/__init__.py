@@ -16,6 +16,7 @@ from stream.config import Settings
 
 # Subcommand name -> module implementing it.
 BENCHMARKS: dict[str, str] = {
+    "encoder": "stream.bench.encoder",
     "stream": "stream.bench.stream",
 }
 
@@ -27,7 +28,7 @@ def add_bench_parser(sub: Any) -> None:
     for name, module_name in BENCHMARKS.items():
         module = importlib.import_module(module_name)
         parser: argparse.ArgumentParser = bench_sub.add_parser(
-            name, help=module.HELP, description=module.DESCRIPTION
+            name, help=module.HELP.replace("%", "%%"), description=module.DESCRIPTION
         )
         module.add_arguments(parser)
 

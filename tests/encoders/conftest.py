@@ -50,6 +50,9 @@ def text_encoder(model_path: str) -> TextEncoder:
         max_batch_tokens=8192,
         normalize=True,
         threads=0,
+        quantize="none",
+        # No cache: tests that compare calls must see each call encode.
+        cache_size=0,
     )
     return TextEncoder.from_settings(settings)
 

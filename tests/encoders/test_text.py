@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from encoders.text import TextEncoder, _declared_pooling
+from encoders.config import EncoderSettings
+from encoders.text import TextEncoder, _declared_pooling, available_cpus, model_signature
 
 DIM = 384
 
@@ -233,6 +234,50 @@ def test_max_seq_length_beyond_model_limit(model_path: str) -> None:
         TextEncoder(model_path, device="cpu", max_seq_length=4096)
 
 
+@pytest.mark.model
+def test_tokenize_then_encode_ids_equals_encode(text_encoder: TextEncoder, movie_texts: list[str]) -> None:
+    texts = MIXED_LENGTHS + movie_texts[:10]
+    ids = text_encoder.tokenize(texts)
+    assert [len(i) for i in ids] == text_encoder.count_tokens(texts)
+    np.testing.assert_allclose(text_encoder.encode_ids(ids), text_encoder.encode(texts), atol=1e-6)
+    assert text_encoder.encode_ids([]).shape == (0, DIM)
+
+
+@pytest.mark.model
+def test_lone_surrogates_do_not_crash(text_encoder: TextEncoder) -> None:
+    vectors = text_encoder.encode(["Heat \ud800 (1995)", "Heat ? (1995)"])
+    np.testing.assert_allclose(vectors[0], vectors[1], atol=1e-6)  # replaced by "?"
+
+
+@pytest.mark.model
+def test_int8_stays_close_to_fp32(
+    make_encoder: Callable[..., TextEncoder], text_encoder: TextEncoder, all_movie_texts: list[str]
+) -> None:
+    quantized = make_encoder(quantize="int8")
+    assert quantized.model_id == "all-MiniLM-L6-v2:mean:norm:128:int8"
+    assert quantized.dtype == "int8"
+    texts = all_movie_texts[::20]  # ~490 real item texts
+    vectors = quantized.encode(texts)
+    _assert_unit_norm(vectors)
+    cosine = _cosine(vectors, text_encoder.encode(texts))
+    assert cosine.min() >= 0.99, f"worst int8 agreement {cosine.min():.4f}"
+
+
+@pytest.mark.model
+def test_from_settings_picks_the_device_budget_and_signature(model_path: str) -> None:
+    settings = EncoderSettings(model="", device="cpu", max_batch_tokens=0, cache_size=0, quantize="none")
+    encoder = TextEncoder.from_settings(settings)
+    assert encoder.max_batch_tokens == 2048
+    assert encoder.cache is None
+    signature = model_signature(settings)
+    assert (signature.model_id, signature.dim) == (encoder.model_id, encoder.dim)
+    assert model_signature(settings.model_copy(update={"quantize": "int8"})).model_id.endswith(":int8")
+
+
+def test_available_cpus_is_positive() -> None:
+    assert available_cpus() >= 1
+
+
 # --- argument validation (fails before any weights are loaded) ----------------------------
 
 
@@ -247,6 +292,8 @@ def test_max_seq_length_beyond_model_limit(model_path: str) -> None:
         ({"device": "tpu"}, "device"),
         ({"dtype": "int8"}, "dtype"),
         ({"threads": -1}, "threads"),
+        ({"quantize": "int4"}, "quantize"),
+        ({"quantize": "int8", "device": "cpu", "dtype": "float16"}, "float32"),
     ],
 )
 def test_bad_arguments_fail_fast(options: dict[str, object], message: str) -> None:

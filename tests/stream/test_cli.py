@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import json
+from pathlib import Path
 
-from stream.cli import build_parser, settings_from_args
+import pytest
+import torch
+
+from stream.cli import build_parser, main, settings_from_args
 
 
 @pytest.mark.parametrize(
@@ -18,6 +22,9 @@ from stream.cli import build_parser, settings_from_args
         ["eval", "movielens", "--help"],
         ["eval", "mind", "--help"],
         ["bench", "stream", "--help"],
+        ["encode-server", "--help"],
+        ["bench", "--help"],
+        ["bench", "encoder", "--help"],
     ],
 )
 def test_help_exits_cleanly(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -36,6 +43,40 @@ def test_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.bootstrap_servers == ["from-flag:9092"]
     assert settings.web_port == 7000
     assert settings.event_weights == {"view": 1.0, "buy": 9.0}
+
+
+def test_encoder_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMRANK_ENCODER_PORT", "9000")
+    monkeypatch.setenv("STREAMRANK_ENCODER_MAX_WAIT_MS", "7")
+    argv = ["encode-server", "--port", "9100", "--host", "127.0.0.1"]
+    settings = settings_from_args(build_parser().parse_args(argv))
+    assert settings.encoder.port == 9100
+    assert settings.encoder.host == "127.0.0.1"
+    assert settings.encoder.max_wait_ms == 7.0
+    assert settings_from_args(build_parser().parse_args(["encode-server"])).encoder.port == 9000
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_bench_encoder_on_cuda_without_cuda_fails_clearly(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "encoder", "--device", "cuda"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_bench_encoder_prints_a_table_and_a_json_line(
+    movielens_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["bench", "encoder", "--device", "cpu", "--n", "24", "--runs", "1", "--batch", "8"]
+    assert main([*argv, "--data", str(movielens_dir), "--no-int8", "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    summary = json.loads(out[-1])
+    for key in ("items_per_s", "baseline_items_per_s", "naive_items_per_s", "min_cosine", "device", "model"):
+        assert key in summary, key
+    assert summary["device"] == "cpu" and summary["model"] == "all-MiniLM-L6-v2" and summary["n"] == 24
+    assert summary["min_cosine"] >= 0.999
+    assert any(line.startswith("streamrank (float32)") for line in out)
+    assert any(line.startswith("sentence-transformers default") for line in out)
 
 
 def test_unknown_command_fails() -> None:
