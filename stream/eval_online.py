@@ -19,6 +19,8 @@ from __future__ import annotations
 import bisect
 import json
 import logging
+import signal
+import sys
 import tempfile
 import threading
 import time
@@ -98,6 +100,8 @@ def replay_online(
     settings: Settings, data: Path, split: EvalSplit, eval_rate: float, min_history: int = 5
 ) -> dict[str, list[UserList]]:
     """Replay the split through a broker and a worker; return the lists it emitted."""
+    # Turn SIGTERM into SystemExit so the worker and broker are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     tags = load_tags(data, before_ts=split.events[split.eval_start].ts)
     messages = {m.movie_id: item_message(m, tags.get(m.movie_id, [])) for m in load_movies(data)}
     items = sorted(zip(split.available_ts, split.item_ids, strict=True))
