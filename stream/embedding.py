@@ -94,7 +94,12 @@ class ItemEmbedder:
         if self._remote is None:
             return await self._encode_locally(texts)
         try:
-            return await self._remote.encode(texts)
+            started = time.perf_counter()
+            vectors = await self._remote.encode(texts)
+            # The worker's view of an encoder call, wherever the model runs.
+            self._metrics.encoder_batch_duration.observe(time.perf_counter() - started)
+            self._metrics.encoder_batch_size.observe(len(texts))
+            return vectors
         except EncoderUnavailable as exc:
             self._metrics.fallbacks.inc(len(texts))
             if self._settings.fallback == "defer":

@@ -85,13 +85,13 @@ class Metrics:
         )
         self.encoder_batch_size = Histogram(
             "streamrank_encoder_batch_size",
-            "Texts per encoder call.",
+            "Texts per encoder call, in-process or to the encoder service.",
             buckets=BATCH_SIZE_BUCKETS,
             registry=registry,
         )
         self.encoder_batch_duration = Histogram(
             "streamrank_encoder_batch_duration_seconds",
-            "Wall time of one encoder call.",
+            "Wall time of one encoder call, in-process or to the encoder service.",
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )

@@ -4,9 +4,8 @@ The dashboards and rules come in two groups:
 - the worker group (``WORKER_SOURCES``): evaluated against a live worker by
   ``test_prometheus_live.py``;
 - the encoder group (``ENCODER_SOURCES``): the encoder service (``streamrank encode-server``)
-  and the workers' remote-encoder client. Until that code is in this tree these are checked
-  against ``ENCODER_CONTRACT`` only (``test_prometheus_files.py``); once it is, they join
-  the live test (see ``LIVE_SOURCES``).
+  and the workers' remote-encoder client, evaluated live too (a running service, scraped,
+  with the worker encoding through it), and checked against ``ENCODER_CONTRACT``.
 """
 
 from __future__ import annotations
@@ -26,8 +25,8 @@ RULE_TESTS = ROOT / "deploy" / "prometheus" / "tests"
 
 WORKER_SOURCES = (DASHBOARDS / "streamrank.json", RULES / "streamrank.rules.yml")
 ENCODER_SOURCES = (DASHBOARDS / "streamrank-encoder.json", RULES / "streamrank-encoder.rules.yml")
-# What the live test evaluates; ENCODER_SOURCES join when the encoder service is in the tree.
-LIVE_SOURCES = WORKER_SOURCES
+# What the live test evaluates.
+LIVE_SOURCES = WORKER_SOURCES + ENCODER_SOURCES
 
 # Series that no streamrank process exports, with the reason; the live test cannot produce them.
 EXTERNAL_METRICS = {

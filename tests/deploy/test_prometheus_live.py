@@ -19,6 +19,7 @@ targets) and evaluates the real rule files. Then:
 from __future__ import annotations
 
 import math
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from tests.deploy.observability import (
     metric_names,
     recorded_names,
 )
-from tests.deploy.services import PrometheusServer, live_config, wait_for
+from tests.deploy.services import EncoderService, PrometheusServer, live_config, wait_for
 from tests.stack import Stack
 
 pytestmark = [pytest.mark.deploy, pytest.mark.kafka, pytest.mark.model, pytest.mark.slow]
@@ -56,10 +57,11 @@ class Live:
 
     prometheus: PrometheusServer
     worker: WorkerProcess
+    encoder: EncoderService
 
-    def exported(self) -> dict[str, set[str]]:
-        """The worker's metric families and their sample names, from its /metrics page."""
-        with urllib.request.urlopen(self.worker.url + "/metrics", timeout=5) as response:  # noqa: S310 - loopback
+    def exported(self, url: str | None = None) -> dict[str, set[str]]:
+        """Metric families and their sample names from a /metrics page (the worker's by default)."""
+        with urllib.request.urlopen((url or self.worker.url) + "/metrics", timeout=5) as response:  # noqa: S310 - loopback
             text = response.read().decode()
         return {f.name: {s.name for s in f.samples} for f in text_string_to_metric_families(text)}
 
@@ -93,9 +95,12 @@ def _value(prometheus: PrometheusServer, expr: str) -> float:
 
 @pytest.fixture(scope="module")
 def live(
-    broker: tuple[str, str], movielens_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    broker: tuple[str, str],
+    movielens_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    encoder_service: EncoderService,
 ) -> Iterator[Live]:
-    """A fed worker, scraped by a real Prometheus that evaluates the real rules."""
+    """A fed worker encoding through a real encoder service, both scraped by a real Prometheus."""
     workdir = tmp_path_factory.mktemp("live-prometheus")
     stack = Stack(broker[0], broker[1], workdir)
     prometheus = None
@@ -104,11 +109,15 @@ def live(
         s = stack.settings
         for film in films[:CATALOG_SIZE]:
             stack.send(s.items_topic, film.movie_id, movielens.item_message(film, []))
-        worker = stack.start_worker()
+        worker = stack.start_worker(STREAMRANK_ENCODER_URL=encoder_service.url)
         worker.wait_ready(timeout_s=180, min_items=CATALOG_SIZE)
 
         rule_files = [p for p in LIVE_SOURCES if p.suffix == ".yml"]
-        config = live_config({"streamrank-worker": [f"127.0.0.1:{worker.web_port}"]}, rule_files)
+        targets = {
+            "streamrank-worker": [f"127.0.0.1:{worker.web_port}"],
+            "streamrank-encoder": [f"127.0.0.1:{encoder_service.port}"],
+        }
+        config = live_config(targets, rule_files)
         prometheus = PrometheusServer(config, workdir).start()
         # A first scrape before any traffic, so that every counter's increase is inside the window.
         wait_for(lambda: prometheus.query('up{job="streamrank-worker"} == 1'), 60, "the first scrape")
@@ -128,6 +137,21 @@ def live(
         )
         for topic, raw in malformed:
             stack.send(topic, "u1", raw)
+        # And one malformed request to the encoder service, so its error series exist.
+        bad = urllib.request.Request(  # noqa: S310 - loopback
+            f"{encoder_service.url}/embed", data=b'{"texts": 5}', headers={"Content-Type": "application/json"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as rejected:
+            urllib.request.urlopen(bad, timeout=10)  # noqa: S310 - loopback
+        assert rejected.value.code == 400
+        # ... and one good one late, so that the service's batch rates are recent when queried.
+        good = urllib.request.Request(  # noqa: S310 - loopback
+            f"{encoder_service.url}/embed",
+            data=b'{"texts": ["A late film"]}',
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(good, timeout=60) as response:  # noqa: S310 - loopback
+            assert response.status == 200
 
         def processed() -> bool:
             m = worker.metrics()
@@ -152,7 +176,7 @@ def live(
             "a scrape of the final counts",
         )
         wait_for(lambda: prometheus.query("streamrank:dead_letters:rate5m > 0"), 60, "a rule evaluation")
-        yield Live(prometheus, worker)
+        yield Live(prometheus, worker, encoder_service)
     finally:
         if prometheus is not None:
             prometheus.stop()
@@ -170,7 +194,8 @@ def test_expression_returns_data(live: Live, expression: Expression) -> None:
 
 
 def test_only_external_metrics_are_not_evaluated(live: Live) -> None:
-    exported = {name for samples in live.exported().values() for name in samples}
+    pages = (live.exported(), live.exported(live.encoder.url))
+    exported = {name for page in pages for samples in page.values() for name in samples}
     known = exported | recorded_names(LIVE_SOURCES) | {"up"}
     for expression in EXTERNAL:
         unknown = metric_names(expression.query) - known
@@ -178,7 +203,7 @@ def test_only_external_metrics_are_not_evaluated(live: Live) -> None:
     # The list of external metrics names exactly those the expressions need.
     used = set().union(*(metric_names(e.query) for e in EXTERNAL)) if EXTERNAL else set()
     assert used & EXTERNAL_METRICS.keys() == EXTERNAL_METRICS.keys()
-    # And no evaluated expression names a metric that the worker does not export.
+    # And no evaluated expression names a metric that neither the worker nor the service exports.
     for expression in EVALUATED:
         assert metric_names(expression.query) <= known, (
             f"{expression.id}: {metric_names(expression.query) - known}"
