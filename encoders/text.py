@@ -288,6 +288,11 @@ class TextEncoder:
         return str(self._model.dtype).removeprefix("torch.")
 
     @property
+    def model(self) -> torch.nn.Module:
+        """The underlying transformers model (read-only use: sizes, inspection)."""
+        return cast(torch.nn.Module, self._model)
+
+    @property
     def model_name(self) -> str:
         """Model name: the model directory's basename, the hub name, or the given name."""
         return self._name

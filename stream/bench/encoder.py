@@ -13,7 +13,11 @@ peak memory, plus the agreement (min and mean cosine) of its vectors with the fp
 - ``service``: with ``--clients C``, ``streamrank encode-server`` in a child process driven by
   C concurrent HTTP clients.
 
-The content-hash cache is off for every row: it would answer repeated runs without the model.
+Every encoder is loaded first; the timed runs then take turns (``--runs`` rounds, median
+reported), so that a change of load on a shared machine does not favour one row. Memory is
+the size of the encoder's weights plus the peak growth of memory during its latency pass
+(resident set on CPU, allocated memory on CUDA): what one such encoder needs. The content-hash
+cache is off for every row: it would answer repeated runs without the model.
 With ``--json`` the last line is one JSON object with the figures.
 """
 
@@ -25,14 +29,14 @@ import base64
 import contextlib
 import datetime
 import json
+import logging
 import os
 import platform
-import resource
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +152,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    # Progress bars would interleave with the table; they change no setting that is measured.
+    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     texts = spread(item_texts(settings.data, settings.cache_dir), args.n)
     with tempfile.TemporaryDirectory(prefix="streamrank-bench-") as tmp:
         model_arg = args.model or settings.encoder.model
@@ -161,6 +170,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps(result["summary"], separators=(",", ":")))
     return 0
+
+
+@dataclass
+class _Candidate:
+    name: str
+    encode: Callable[[list[str]], np.ndarray]
+    weights_mib: float
+    rates: list[float] = field(default_factory=list)
+    vectors: np.ndarray | None = None
 
 
 def _bench(
@@ -187,57 +205,75 @@ def _bench(
         "threads": enc_settings.threads,
         "name": model_label,
     }
-    rows: list[Row] = []
-    vectors: dict[str, np.ndarray] = {}
-
-    encoder = TextEncoder(model_path, **common)
-    tokens = sum(encoder.count_tokens(texts))
-
-    def measure(name: str, encode: Callable[[list[str]], np.ndarray]) -> None:
-        row, out = _measure(name, encode, texts, tokens, args.runs, args.batch, device)
-        rows.append(row)
-        vectors[name] = out
-
-    measure("streamrank", encoder.encode)
-    streamrank_name = f"streamrank ({encoder.dtype})"
-    rows[-1].name = streamrank_name
-    vectors[streamrank_name] = vectors.pop("streamrank")
-    del encoder
-    _free(device)
-
-    if device == "cpu" and not args.no_int8:
-        quantized = TextEncoder(model_path, quantize="int8", **common)
-        measure("streamrank (int8)", quantized.encode)
-        del quantized
-        _free(device)
-
-    reference: np.ndarray | None = None
-    baseline_name = "sentence-transformers default"
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:
+        SentenceTransformer = None
         print("sentence-transformers is not installed (pip install -e .[dev]): its rows are skipped")
-    else:
-        st = SentenceTransformer(model_path, device=device)
-        st.max_seq_length = enc_settings.max_seq_length
-        measure(baseline_name, lambda batch: st.encode(batch))
-        reference = _normalised(vectors[baseline_name])
-        if device == "cuda":
-            st.half()
-            measure("sentence-transformers fp16", lambda batch: st.encode(batch))
-        del st
-        _free(device)
 
-    naive = _naive_encoder(model_path, device, enc_settings.max_seq_length)
-    measure("naive loop (batch 32, fp32)", naive)
-    if reference is None:
-        reference = _normalised(vectors["naive loop (batch 32, fp32)"])
-    del naive
+    candidates: list[_Candidate] = []
+
+    def load(name: str, encode: Callable[[list[str]], np.ndarray], module: torch.nn.Module) -> None:
+        candidates.append(_Candidate(name, encode, _weights_mib(module)))
+
+    print("loading the encoders ...", file=sys.stderr, flush=True)
+    encoder = TextEncoder(model_path, **common)
+    tokens = sum(encoder.count_tokens(texts))
+    streamrank_name = f"streamrank ({encoder.dtype})"
+    load(streamrank_name, encoder.encode, encoder.model)
+    if device == "cpu" and not args.no_int8:
+        quantized = TextEncoder(model_path, quantize="int8", **common)
+        load("streamrank (int8)", quantized.encode, quantized.model)
+    baseline_name = "sentence-transformers default"
+    if SentenceTransformer is not None:
+        for name, half in ((baseline_name, False), ("sentence-transformers fp16", True)):
+            if half and device != "cuda":
+                continue
+            st = SentenceTransformer(model_path, device=device)
+            st.max_seq_length = enc_settings.max_seq_length
+            if half:
+                st.half()
+            load(name, st.encode, st)
+    naive_name = "naive loop (batch 32, fp32)"
+    naive, naive_model = _naive_encoder(model_path, device, enc_settings.max_seq_length)
+    load(naive_name, naive, naive_model)
+
+    # Timed runs take turns across encoders, so that a change of load on a shared machine
+    # affects all of them alike instead of whichever ran then.
+    for candidate in candidates:
+        candidate.encode(texts[:_WARMUP_TEXTS])
+    for run_no in range(args.runs):
+        for candidate in candidates:
+            print(f"run {run_no + 1}/{args.runs}: {candidate.name} ...", file=sys.stderr, flush=True)
+            _sync(device)
+            started = time.perf_counter()
+            candidate.vectors = np.asarray(candidate.encode(texts))
+            candidate.rates.append(len(texts) / (time.perf_counter() - started))
+
+    by_name = {c.name: c for c in candidates}
+    reference = _normalised(by_name[baseline_name if baseline_name in by_name else naive_name].vectors)
+    rows: list[Row] = []
+    for candidate in candidates:
+        print(f"latency: {candidate.name} ...", file=sys.stderr, flush=True)
+        latencies, peak = _latency_pass(candidate.encode, texts, args.batch, device)
+        cosine = (_normalised(candidate.vectors) * reference).sum(axis=1)
+        items_per_s = float(np.median(candidate.rates))
+        rows.append(
+            Row(
+                name=candidate.name,
+                items_per_s=items_per_s,
+                tokens_per_s=items_per_s * tokens / len(texts),
+                p50_ms=float(np.percentile(latencies, 50)) * 1000,
+                p99_ms=float(np.percentile(latencies, 99)) * 1000,
+                peak_mib=None if peak is None else candidate.weights_mib + peak,
+                min_cosine=float(cosine.min()),
+                mean_cosine=float(cosine.mean()),
+            )
+        )
+    # Release the models before the service (if any) loads its own.
+    candidates.clear()
+    by_name.clear()
     _free(device)
-
-    for row in rows:
-        cosine = (_normalised(vectors[row.name]) * reference).sum(axis=1)
-        row.min_cosine, row.mean_cosine = float(cosine.min()), float(cosine.mean())
 
     service: dict[str, Any] | None = None
     if args.clients:
@@ -256,13 +292,13 @@ def _bench(
             )
         )
 
-    by_name = {row.name: row for row in rows}
-    main = by_name[streamrank_name]
-    baseline = by_name.get(baseline_name)
+    row_of = {row.name: row for row in rows}
+    main = row_of[streamrank_name]
+    baseline = row_of.get(baseline_name)
     summary: dict[str, Any] = {
         "items_per_s": round(main.items_per_s, 1),
         "baseline_items_per_s": round(baseline.items_per_s, 1) if baseline else None,
-        "naive_items_per_s": round(by_name["naive loop (batch 32, fp32)"].items_per_s, 1),
+        "naive_items_per_s": round(row_of[naive_name].items_per_s, 1),
         "min_cosine": round(main.min_cosine or 0.0, 7),
         "mean_cosine": round(main.mean_cosine or 0.0, 7),
         "device": device,
@@ -270,6 +306,7 @@ def _bench(
         "speedup_vs_baseline": round(main.items_per_s / baseline.items_per_s, 3) if baseline else None,
         "reference": "sentence-transformers fp32" if baseline else "naive loop fp32",
         "n": len(texts),
+        "runs": args.runs,
         "mean_tokens": round(tokens / len(texts), 2),
         "max_batch_tokens": budget,
         "torch_threads": torch.get_num_threads(),
@@ -278,12 +315,12 @@ def _bench(
         "date": datetime.date.today().isoformat(),
         "rows": [asdict(row) for row in rows],
     }
-    int8 = by_name.get("streamrank (int8)")
+    int8 = row_of.get("streamrank (int8)")
     if int8 is not None:
         summary["int8_items_per_s"] = round(int8.items_per_s, 1)
         summary["int8_min_cosine"] = round(int8.min_cosine or 0.0, 7)
         summary["int8_mean_cosine"] = round(int8.mean_cosine or 0.0, 7)
-    fp16 = by_name.get("sentence-transformers fp16")
+    fp16 = row_of.get("sentence-transformers fp16")
     if fp16 is not None:
         summary["baseline_fp16_items_per_s"] = round(fp16.items_per_s, 1)
     if service is not None:
@@ -292,43 +329,25 @@ def _bench(
     return {"rows": rows, "summary": summary}
 
 
-def _measure(
-    name: str,
-    encode: Callable[[list[str]], np.ndarray],
-    texts: list[str],
-    tokens: int,
-    runs: int,
-    batch: int,
-    device: str,
-) -> tuple[Row, np.ndarray]:
-    """Throughput (median of ``runs`` calls on every text) and latency (calls of ``batch``)."""
-    print(f"measuring {name} ...", file=sys.stderr, flush=True)
-    encode(texts[:_WARMUP_TEXTS])
+def _latency_pass(
+    encode: Callable[[list[str]], np.ndarray], texts: list[str], batch: int, device: str
+) -> tuple[list[float], float | None]:
+    """Latency of each call of ``batch`` texts, and the peak memory growth during the calls."""
+    _free(device)
+    before = _memory_mib(device)
     _reset_peak(device)
-    rates = []
-    out = np.zeros(0)
-    for _ in range(runs):
-        started = time.perf_counter()
-        out = np.asarray(encode(texts))
-        rates.append(len(texts) / (time.perf_counter() - started))
     latencies = []
     for i in range(0, len(texts), batch):
         started = time.perf_counter()
         encode(texts[i : i + batch])
         latencies.append(time.perf_counter() - started)
-    items_per_s = float(np.median(rates))
-    row = Row(
-        name=name,
-        items_per_s=items_per_s,
-        tokens_per_s=items_per_s * tokens / len(texts),
-        p50_ms=float(np.percentile(latencies, 50)) * 1000,
-        p99_ms=float(np.percentile(latencies, 99)) * 1000,
-        peak_mib=_peak_mib(device),
-    )
-    return row, out
+    peak = _peak_mib(device)
+    return latencies, None if peak is None else max(peak - before, 0.0)
 
 
-def _naive_encoder(model_path: str, device: str, max_seq_length: int) -> Callable[[list[str]], np.ndarray]:
+def _naive_encoder(
+    model_path: str, device: str, max_seq_length: int
+) -> tuple[Callable[[list[str]], np.ndarray], Any]:
     """The loop most users would write: fixed batches in input order, fp32, mean pooling."""
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -353,7 +372,7 @@ def _naive_encoder(model_path: str, device: str, max_seq_length: int) -> Callabl
                 out.append(torch.nn.functional.normalize(pooled, dim=1).cpu())
         return torch.cat(out).numpy()
 
-    return encode
+    return encode, model
 
 
 def _random_bert_base(target: Path) -> str:
@@ -443,6 +462,35 @@ def _normalised(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
 
 
+def _weights_mib(module: Any) -> float:
+    """Bytes of a model's weights and buffers (int8 packed weights included), in MiB."""
+    import torch
+
+    total = 0
+    for value in module.state_dict().values():
+        for tensor in value if isinstance(value, tuple) else (value,):
+            if isinstance(tensor, torch.Tensor):
+                total += tensor.numel() * tensor.element_size()
+    return total / 2**20
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def _memory_mib(device: str) -> float:
+    """Memory in use now: allocated on the GPU (CUDA), or the process's resident set (CPU)."""
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+        return torch.cuda.memory_allocated() / 2**20
+    return _proc_status_mib("VmRSS") or 0.0
+
+
 def _reset_peak(device: str) -> None:
     if device == "cuda":
         import torch
@@ -456,18 +504,20 @@ def _reset_peak(device: str) -> None:
 
 
 def _peak_mib(device: str) -> float | None:
-    """Peak GPU memory allocated (CUDA) or peak resident set size of the process (CPU)."""
+    """Peak memory since :func:`_reset_peak`: GPU allocations (CUDA) or resident set (CPU)."""
     if device == "cuda":
         import torch
 
         return torch.cuda.max_memory_allocated() / 2**20
-    try:
+    return _proc_status_mib("VmHWM")
+
+
+def _proc_status_mib(field_name: str) -> float | None:
+    with contextlib.suppress(OSError, ValueError, IndexError):
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field_name}:"):
                 return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return None
 
 
 def _free(device: str) -> None:
@@ -491,7 +541,7 @@ def _machine(device: str) -> str:
 
 def _print_table(result: dict[str, Any]) -> None:
     summary = result["summary"]
-    memory = "peak GPU MiB" if summary["device"] == "cuda" else "peak RSS MiB"
+    memory = "GPU MiB" if summary["device"] == "cuda" else "RSS MiB"
     print(
         f"\nencoder benchmark: {summary['model']} on {summary['device']} ({summary['machine']}), "
         f"{summary['n']} MovieLens item texts, {summary['mean_tokens']} tokens on average, "
