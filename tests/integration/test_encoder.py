@@ -11,8 +11,8 @@ import pytest
 
 from stream.embedded import free_port
 from stream.process import EncodeServerProcess, WorkerProcess
+from tests.stack import Stack
 
-from .conftest import Stack
 from .test_pipeline import lists_for, pick_catalog, send_catalog
 
 pytestmark = [pytest.mark.kafka, pytest.mark.model, pytest.mark.slow]
