@@ -18,7 +18,10 @@ targets) and evaluates the real rule files. Then:
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -66,6 +69,34 @@ class Live:
         return {f.name: {s.name for s in f.samples} for f in text_string_to_metric_families(text)}
 
 
+class EncoderFeeder(threading.Thread):
+    """Every few seconds a new item to the worker and a new text to the encoder service."""
+
+    def __init__(self, stack: Stack, encoder_url: str, every_s: float = 3.0) -> None:
+        super().__init__(daemon=True, name="encoder-feeder")
+        self.stack, self.encoder_url, self.every_s = stack, encoder_url, every_s
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        n = 0
+        while not self.stopping.is_set():
+            n += 1  # new texts each time: cached ones would not reach the model
+            item = {"item_id": f"feed-{n}", "title": f"Feed film number {n}", "category": "Drama"}
+            self.stack.send(self.stack.settings.items_topic, item["item_id"], item)
+            body = json.dumps({"texts": [f"Feed text number {n}"]}).encode()
+            request = urllib.request.Request(  # noqa: S310 - loopback
+                f"{self.encoder_url}/embed", data=body, headers={"Content-Type": "application/json"}
+            )
+            with contextlib.suppress(OSError), urllib.request.urlopen(request, timeout=30):  # noqa: S310
+                pass
+            self.stopping.wait(self.every_s)
+
+    def stop(self) -> None:
+        """Stop feeding and wait for the thread."""
+        self.stopping.set()
+        self.join(timeout=30)
+
+
 def _traffic(stack: Stack, data: Path) -> tuple[list[movielens.Movie], list[dict], list[tuple[str, bytes]]]:
     """Real MovieLens items and ratings: the first rated films in time order and their ratings."""
     movies = {m.movie_id: m for m in movielens.load_movies(data)}
@@ -104,6 +135,7 @@ def live(
     workdir = tmp_path_factory.mktemp("live-prometheus")
     stack = Stack(broker[0], broker[1], workdir)
     prometheus = None
+    feeder: EncoderFeeder | None = None
     try:
         films, events, malformed = _traffic(stack, movielens_dir)
         s = stack.settings
@@ -176,8 +208,20 @@ def live(
             "a scrape of the final counts",
         )
         wait_for(lambda: prometheus.query("streamrank:dead_letters:rate5m > 0"), 60, "a rule evaluation")
+        # Encoder batches happen when items arrive; keep some arriving so that rates over the
+        # dashboards' and rules' 1-minute windows have data whenever the tests query them.
+        feeder = EncoderFeeder(stack, encoder_service.url)
+        feeder.start()
+        for job in ("streamrank-worker", "streamrank-encoder"):
+            query = f'sum(rate(streamrank_encoder_batch_size_count{{job="{job}"}}[1m])) > 0'
+            wait_for(lambda query=query: prometheus.query(query), 60, f"recent encoder batches of {job}")
+        # Every recording rule has been evaluated over that data.
+        for name in sorted(recorded_names(LIVE_SOURCES)):
+            wait_for(lambda name=name: prometheus.query(name), 60, f"recorded series {name}")
         yield Live(prometheus, worker, encoder_service)
     finally:
+        if feeder is not None:
+            feeder.stop()
         if prometheus is not None:
             prometheus.stop()
         stack.close()
