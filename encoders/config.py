@@ -55,7 +55,8 @@ class EncoderSettings(BaseSettings):
     )
     quantize: Literal["none", "int8"] = Field(
         "none",
-        description="int8: dynamic int8 quantisation of the attention projections (CPU only). "
+        description="int8: dynamic int8 quantisation of the attention's query, key and output "
+        "projections (CPU only). "
         "Faster on CPU; vectors move slightly (their min cosine to fp32 is printed by "
         "`streamrank bench encoder`), so the model id gets an ':int8' suffix and such vectors "
         "are never mixed with fp32 ones.",

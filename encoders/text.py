@@ -17,7 +17,7 @@ forward passes run under ``torch.inference_mode``. On CUDA, weights are float16 
 inputs go through pinned memory with non-blocking copies, nothing synchronises until the last
 batch, and the next chunk of texts is tokenised on a helper thread while the GPU works. On CPU,
 the thread count follows the CPUs the process may use, and ``quantize="int8"`` runs the
-attention projections with dynamic int8 quantisation.
+attention's query, key and output projections with dynamic int8 quantisation.
 """
 
 from __future__ import annotations
@@ -77,6 +77,9 @@ _SUPPORTED_MODULES = frozenset({"Transformer", "Pooling", "Normalize"})
 # and each chunk fills several forward batches; small enough that the GPU starts after a few
 # milliseconds of tokenisation instead of after all of it.
 _PIPELINE_CHUNK_TEXTS = 4096
+# Names of attention value projections (BERT/RoBERTa/MPNet, DistilBERT, others): kept float32
+# by the int8 mode, see _quantize_attention.
+_VALUE_PROJECTIONS = frozenset({"value", "v_lin", "v", "v_proj"})
 # Token budget per forward pass when the settings leave it at 0 (measured on CPU: 2048 beats
 # 8192 by 28% on a 2-core machine; a GPU needs large batches to keep its cores busy).
 _DEFAULT_BATCH_TOKENS: dict[str, int] = {"cpu": 2048, "cuda": 16384}
@@ -155,8 +158,9 @@ class TextEncoder:
                 (mean when it declares none).
             name: Name used in :attr:`model_name` / :attr:`model_id`; defaults to the model
                 directory's basename, or the hub name.
-            quantize: ``"int8"`` quantises the attention projections to int8 (dynamic,
-                per-channel weights; CPU only). The model id gets an ``:int8`` suffix.
+            quantize: ``"int8"`` quantises the attention's query, key and output projections to
+                int8 (dynamic, per-channel weights; CPU only). The model id gets an ``:int8``
+                suffix.
             cache: Content-hash cache consulted before encoding and filled after; ``None``
                 encodes every call (identical texts within one call are still encoded once).
 
@@ -533,18 +537,22 @@ def _scrub(text: str) -> str:
 
 
 def _quantize_attention(model: torch.nn.Module) -> torch.nn.Module:
-    """Quantise the attention projections (Q, K, V and output) to int8, dynamically.
+    """Quantise the attention's query, key and output projections to int8, dynamically.
 
-    The feed-forward layers stay float32: their inputs carry outlier activations that 8-bit
-    dynamic quantisation rounds badly (all-MiniLM-L6-v2, measured: min cosine to fp32 0.95 with
-    every linear layer quantised, 0.99 with attention only).
+    Everything else stays float32. Measured on all-MiniLM-L6-v2 over the 9,742 MovieLens item
+    texts, min cosine to fp32: 0.95 with every linear layer quantised (the feed-forward inputs
+    carry outlier activations that 8-bit dynamic quantisation rounds badly), 0.9899 with all
+    four attention projections (value errors pass straight into the output), 0.997 with query,
+    key and output only.
     """
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     names = [
         name
         for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear) and ".attention." in f".{name}."
+        if isinstance(module, torch.nn.Linear)
+        and ".attention." in f".{name}."
+        and name.rsplit(".", 1)[-1] not in _VALUE_PROJECTIONS
     ]
     if not names:
         raise ValueError("quantize='int8' found no attention projections (nn.Linear) to quantise")

@@ -260,7 +260,7 @@ def test_int8_stays_close_to_fp32(
     vectors = quantized.encode(texts)
     _assert_unit_norm(vectors)
     cosine = _cosine(vectors, text_encoder.encode(texts))
-    assert cosine.min() >= 0.99, f"worst int8 agreement {cosine.min():.4f}"
+    assert cosine.min() >= 0.995, f"worst int8 agreement {cosine.min():.4f}"  # whole catalog: 0.997
 
 
 @pytest.mark.model
