@@ -42,7 +42,7 @@ class EncoderSettings(BaseSettings):
         0,
         ge=0,
         description="Token budget of one forward pass (padded length x texts), and of one batch "
-        "the service cuts from its queue. 0: 2048 on CPU (cache-sized activations, fastest "
+        "the service cuts from its queue. 0: 1024 on CPU (cache-sized activations, fastest "
         "measured) and 16384 on CUDA (enough work per kernel to fill a GPU). Smaller budgets "
         "lower per-batch latency.",
     )

@@ -193,10 +193,10 @@ def _bench(
 ) -> dict[str, Any]:
     import torch
 
-    from encoders.text import TextEncoder
+    from encoders.text import TextEncoder, default_batch_tokens
 
     enc_settings = settings.encoder
-    budget = args.max_batch_tokens or enc_settings.max_batch_tokens or (16384 if device == "cuda" else 2048)
+    budget = args.max_batch_tokens or enc_settings.max_batch_tokens or default_batch_tokens(device)
     common: dict[str, Any] = {
         "device": device,
         "max_seq_length": enc_settings.max_seq_length,

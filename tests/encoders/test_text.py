@@ -267,7 +267,7 @@ def test_int8_stays_close_to_fp32(
 def test_from_settings_picks_the_device_budget_and_signature(model_path: str) -> None:
     settings = EncoderSettings(model="", device="cpu", max_batch_tokens=0, cache_size=0, quantize="none")
     encoder = TextEncoder.from_settings(settings)
-    assert encoder.max_batch_tokens == 2048
+    assert encoder.max_batch_tokens == 1024
     assert encoder.cache is None
     signature = model_signature(settings)
     assert (signature.model_id, signature.dim) == (encoder.model_id, encoder.dim)
