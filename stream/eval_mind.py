@@ -28,7 +28,6 @@ import numpy as np
 from stream.config import Settings
 from stream.eval_movielens import encode_cached, new_state
 from stream.evaluation import METHODS, StreamState, method_configs
-from stream.interactions import apply_user_events
 from stream.ranking import RankingConfig, rank_candidates
 from stream.records import InteractionEvent
 
@@ -147,11 +146,7 @@ def _seed_profile(state: StreamState, impression: Impression) -> None:
         InteractionEvent(impression.user_id, news_id, "click", impression.ts - (n - i), 1.0)
         for i, news_id in enumerate(impression.history)
     ]
-    update = apply_user_events(
-        None, events, state.index.vector_of, state.profile_params, state.event_weights, state.covisit_params
-    )
-    state.profiles[impression.user_id] = update.profile
-    state.interacted[impression.user_id] = set(impression.history)
+    state.apply_to_profile(impression.user_id, events)
 
 
 def evaluate_mind(

@@ -123,6 +123,22 @@ class StreamState:
         self._popularity: dict[str, tuple[float, float]] = {}
         self._covisits: dict[str, CovisitRow] = {}
 
+    def apply_to_profile(
+        self, user_id: str, events: Sequence[InteractionEvent]
+    ) -> list[covisit.PairIncrement]:
+        """Apply one user's events to their profile only; return the co-visitation pairs formed."""
+        update = apply_user_events(
+            self.profiles.get(user_id),
+            events,
+            self.index.vector_of,
+            self.profile_params,
+            self.event_weights,
+            self.covisit_params,
+        )
+        self.profiles[user_id] = update.profile
+        self.interacted.setdefault(user_id, set()).update(e.item_id for e in events)
+        return update.pairs
+
     def apply(self, events: Sequence[InteractionEvent]) -> None:
         """Apply a batch of events as the workers would (profiles, then item statistics)."""
         by_user: dict[str, list[InteractionEvent]] = {}
@@ -130,17 +146,7 @@ class StreamState:
             by_user.setdefault(ev.user_id, []).append(ev)
         pairs: list[covisit.PairIncrement] = []
         for user_id, user_events in by_user.items():
-            update = apply_user_events(
-                self.profiles.get(user_id),
-                user_events,
-                self.index.vector_of,
-                self.profile_params,
-                self.event_weights,
-                self.covisit_params,
-            )
-            self.profiles[user_id] = update.profile
-            pairs.extend(update.pairs)
-            self.interacted.setdefault(user_id, set()).update(e.item_id for e in user_events)
+            pairs.extend(self.apply_to_profile(user_id, user_events))
         increments = popularity_increments(events, self.event_weights, self.popularity_half_life_s)
         for item_id, (score, ref_ts) in increments.items():
             old_score, old_ts = self._popularity.get(item_id, (0.0, 0.0))
