@@ -240,6 +240,7 @@ class ModelCatalog:
         self._others: dict[str, CatalogIndex] = {}
         self._active: CatalogIndex | None = None
         self._live: set[str] = set()
+        self._unreported_switch = False
 
     @property
     def model_id(self) -> str:
@@ -272,6 +273,9 @@ class ModelCatalog:
             if index.active_count > best.active_count:
                 best = index
         if best is self.target:
+            # Re-encoding already covered the recovered vectors of an older model: scoring
+            # starts on the configured one, which is a switch away from what the table held.
+            self._unreported_switch = bool(self._others)
             self._others.clear()  # nothing will ever read them
         return best
 
@@ -314,10 +318,12 @@ class ModelCatalog:
         """Move scoring to the configured model once it covers every live item.
 
         Returns:
-            True when scoring moved in this call.
+            True when scoring moved to the configured model since the last call: here, or
+            when first chosen while the recovered catalog still held another model's vectors.
         """
-        if self.active is self.target or self.missing():
-            return False
-        self._active = self.target  # one assignment: the next ranking reads the new model
-        self._others.clear()
-        return True
+        if self.active is not self.target and not self.missing():
+            self._active = self.target  # one assignment: the next ranking reads the new model
+            self._others.clear()
+            self._unreported_switch = True
+        switched, self._unreported_switch = self._unreported_switch, False
+        return switched

@@ -57,6 +57,24 @@ def test_old_vectors_keep_serving_until_every_item_is_re_encoded() -> None:
     assert not catalog.try_switch()
 
 
+def test_a_catalog_re_encoded_before_scoring_starts_counts_as_one_switch() -> None:
+    # Re-encoding can finish before the first ranking chooses the scoring index: scoring
+    # then starts on the new model, away from the old vectors the table held.
+    catalog = ModelCatalog(NEW, 2)
+    apply_catalog_entry(catalog, "a", entry(OLD, [1, 0, 0]))
+    apply_catalog_entry(catalog, "a", entry(NEW, [0, 1]))
+    assert catalog.active is catalog.target
+    assert catalog.try_switch()
+    assert not catalog.try_switch()
+
+
+def test_a_restart_on_the_same_model_is_no_switch() -> None:
+    catalog = ModelCatalog(NEW, 2)
+    apply_catalog_entry(catalog, "a", entry(NEW, [0, 1]))
+    assert catalog.active is catalog.target
+    assert not catalog.try_switch()
+
+
 def test_new_items_during_a_switch_wait_for_the_new_model() -> None:
     catalog = ModelCatalog(NEW, 2)
     apply_catalog_entry(catalog, "a", entry(OLD, [1, 0, 0]))
