@@ -99,6 +99,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-int8", action="store_true", help="skip the int8 row on CPU")
     parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="throughput by wall time, or by CPU time of the encoding thread (steadier on a shared "
+        "machine; CPU only, with STREAMRANK_ENCODER_THREADS=1 so that one thread does all the work)",
+    )
+    parser.add_argument(
         "--clients",
         type=int,
         default=0,
@@ -157,6 +164,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    if args.clock == "cpu" and (device != "cpu" or settings.encoder.threads != 1 or args.clients):
+        print(
+            "--clock cpu measures one thread: use it with --device cpu, STREAMRANK_ENCODER_THREADS=1 "
+            "and without --clients",
+            file=sys.stderr,
+        )
+        return 2
     texts = spread(item_texts(settings.data, settings.cache_dir), args.n)
     with tempfile.TemporaryDirectory(prefix="streamrank-bench-") as tmp:
         model_arg = args.model or settings.encoder.model
@@ -242,13 +256,14 @@ def _bench(
     # affects all of them alike instead of whichever ran then.
     for candidate in candidates:
         candidate.encode(texts[:_WARMUP_TEXTS])
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     for run_no in range(args.runs):
         for candidate in candidates:
             print(f"run {run_no + 1}/{args.runs}: {candidate.name} ...", file=sys.stderr, flush=True)
             _sync(device)
-            started = time.perf_counter()
+            started = clock()
             candidate.vectors = np.asarray(candidate.encode(texts))
-            candidate.rates.append(len(texts) / (time.perf_counter() - started))
+            candidate.rates.append(len(texts) / (clock() - started))
 
     by_name = {c.name: c for c in candidates}
     reference = _normalised(by_name[baseline_name if baseline_name in by_name else naive_name].vectors)
@@ -307,6 +322,7 @@ def _bench(
         "reference": "sentence-transformers fp32" if baseline else "naive loop fp32",
         "n": len(texts),
         "runs": args.runs,
+        "clock": args.clock,
         "mean_tokens": round(tokens / len(texts), 2),
         "max_batch_tokens": budget,
         "torch_threads": torch.get_num_threads(),
@@ -546,7 +562,8 @@ def _print_table(result: dict[str, Any]) -> None:
         f"\nencoder benchmark: {summary['model']} on {summary['device']} ({summary['machine']}), "
         f"{summary['n']} MovieLens item texts, {summary['mean_tokens']} tokens on average, "
         f"torch {summary['torch']} with {summary['torch_threads']} threads, "
-        f"streamrank max_batch_tokens {summary['max_batch_tokens']}; agreement vs {summary['reference']}"
+        f"streamrank max_batch_tokens {summary['max_batch_tokens']}; items/s by {summary['clock']} time; "
+        f"agreement vs {summary['reference']}"
     )
     header = ["encoder", "items/s", "tokens/s", "p50 ms", "p99 ms", memory, "min cos", "mean cos"]
     lines = [header]

@@ -62,6 +62,14 @@ def test_bench_encoder_on_cuda_without_cuda_fails_clearly(capsys: pytest.Capture
     assert "CUDA is not available" in capsys.readouterr().err
 
 
+def test_bench_encoder_cpu_clock_needs_one_thread(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("STREAMRANK_ENCODER_THREADS", "2")
+    assert main(["bench", "encoder", "--device", "cpu", "--clock", "cpu"]) == 2
+    assert "STREAMRANK_ENCODER_THREADS=1" in capsys.readouterr().err
+
+
 @pytest.mark.model
 @pytest.mark.slow
 def test_bench_encoder_prints_a_table_and_a_json_line(
