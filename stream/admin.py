@@ -77,8 +77,6 @@ def ensure_topics(settings: Settings, names: list[str] | None = None) -> list[st
 def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     """A producer of raw bytes (keys and values are encoded by the caller)."""
     options: dict[str, Any] = {"linger_ms": 5, "acks": 1, **client_options(settings)}
-    if settings.is_embedded:
-        options["batch_size"] = 0  # one record per batch; see app.broker_profile_options
     options.update(overrides)
     return KafkaProducer(**options)
 

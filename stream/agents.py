@@ -4,7 +4,8 @@
   user per batch (a burst of one user's events yields one list), forward interaction
   sums and co-visitation pairs to the owner of each item's partition.
 - ``count_item_popularity`` (internal item-interactions): decayed counts and bounded
-  co-visitation rows per item, each written by that item's single owner.
+  co-visitation rows per item, each written by that item's single owner, merged over a
+  window so that a busy item is written once per window.
 - ``embed_new_items`` (items): batch, encode off the event loop (or through the encoder
   service), publish vectors tagged with their model.
 - ``rerank_requests`` (rerank-requests): reorder the given candidates for the user.
@@ -239,8 +240,11 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
     @app.agent(topics.item_interactions, name="count_item_popularity", concurrency=1)
     async def count_item_popularity(stream: StreamT) -> None:
         half_life = settings.popularity_half_life_s
+        # A long window coalesces writes: a busy item's entry changes many times a second
+        # but is written, and replayed by every worker, once per window. Offsets are
+        # committed only after the batch is written, so nothing is lost on a crash.
         async for events in stream.take_events(
-            settings.event_batch_size, within=settings.event_batch_window_s
+            settings.statistics_batch_size, within=settings.statistics_batch_window_s
         ):
             started = time.perf_counter()
             merged: dict[str, tuple[float, float]] = {}

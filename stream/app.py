@@ -35,14 +35,11 @@ def broker_profile_options(settings: Settings) -> dict[str, Any]:
     """Faust options that depend on the broker implementation."""
     if not settings.is_embedded:
         return {}
-    # See also stream.embedded.EmbeddedTransport (fetch wait).
+    # See also stream.embedded.EmbeddedTransport (fetch wait, end offsets).
     return {
         # Tansu makes a JoinGroup wait half the group's session timeout.
         "broker_session_timeout": 2.0,
         "broker_heartbeat_interval": 0.5,
-        # Tansu answers ListOffsets(latest) wrongly for multi-record batches, which
-        # breaks table recovery; one record per batch avoids it.
-        "producer_max_batch_size": 1,
     }
 
 

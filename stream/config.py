@@ -47,8 +47,8 @@ class Settings(BaseSettings):
     broker_profile: Literal["kafka", "embedded"] = Field(
         "kafka",
         description="'kafka' for Apache Kafka (production). 'embedded' applies the "
-        "workarounds the embedded Tansu broker needs (short group session timeout, "
-        "one record per produce batch).",
+        "workarounds the embedded Tansu broker needs (short group session timeout, short "
+        "fetch wait, end offsets read from a fetch).",
     )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="Kafka security protocol."
@@ -192,6 +192,18 @@ class Settings(BaseSettings):
         0.05,
         gt=0,
         description="Longest wait to fill an event batch; bounds the latency that coalescing adds.",
+    )
+    statistics_batch_size: int = Field(
+        20000,
+        gt=0,
+        description="Most internal item-statistics messages merged at once by an item's owner.",
+    )
+    statistics_batch_window_s: float = Field(
+        1.0,
+        gt=0,
+        description="Window over which popularity and co-visitation increments are merged "
+        "before being written: each item's entry is written (and replayed by every worker) "
+        "at most once per window, so these signals reach rankings up to this late.",
     )
     item_batch_size: int = Field(256, gt=0, description="Most catalog messages encoded in one model call.")
     item_batch_window_s: float = Field(

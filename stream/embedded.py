@@ -12,12 +12,15 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from aiokafka import AIOKafkaConsumer
+from aiokafka.protocol.fetch import FetchRequest
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 
 from stream.errors import BrokerUnavailable
 
@@ -127,12 +130,49 @@ def configured_or_embedded(settings: Settings, workdir: Path) -> Iterator[Settin
 EMBEDDED_FETCH_MAX_WAIT_MS = 25
 
 
+async def true_end_offsets(consumer: AIOKafkaConsumer, listed: Mapping[TP, int]) -> dict[TP, int]:
+    """Correct Tansu's ListOffsets(latest) answers with the high watermark of a fetch.
+
+    Tansu answers ListOffsets(latest) with the base offset of the partition's last record
+    batch plus one, which is short of the end when that batch holds several records; Faust's
+    table recovery would then stop early. A fetch from that batch's start reports the true
+    high watermark, and returns at most that one batch.
+    """
+    client = consumer._client  # noqa: SLF001 - a raw request on the consumer's connections
+    out = dict(listed)
+    by_node: dict[int, dict[str, list[tuple[int, int, int]]]] = {}
+    for tp, offset in listed.items():
+        if offset > 0:
+            node = client.cluster.leader_for_partition(tp)
+            if node is None:
+                await client.force_metadata_update()
+                node = client.cluster.leader_for_partition(tp)
+            if node is None:
+                raise BrokerUnavailable(f"no leader for {tp.topic}[{tp.partition}]")
+            by_node.setdefault(node, {}).setdefault(tp.topic, []).append((tp.partition, offset - 1, 1))
+    for node, topics in by_node.items():
+        request = FetchRequest(EMBEDDED_FETCH_MAX_WAIT_MS, 1, 1 << 20, 0, list(topics.items()))
+        response = await client.send(node, request)
+        for topic, partitions in response.topics:
+            for partition, error_code, highwater, *_ in partitions:
+                if error_code:
+                    raise BrokerUnavailable(f"fetch of {topic}[{partition}] failed with error {error_code}")
+                tp = TP(topic, partition)
+                out[tp] = max(out[tp], int(highwater))
+    return out
+
+
 class _EmbeddedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         # Faust passes a fixed fetch_max_wait_ms=1500 and offers no setting for it.
         consumer._fetch_max_wait_ms = EMBEDDED_FETCH_MAX_WAIT_MS  # noqa: SLF001
         return consumer
+
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        # Table recovery reads changelogs up to these offsets.
+        listed = await super()._highwaters(partitions)
+        return await true_end_offsets(self._ensure_consumer(), listed)
 
 
 class _EmbeddedConsumer(faust_aiokafka.Consumer):
@@ -141,7 +181,7 @@ class _EmbeddedConsumer(faust_aiokafka.Consumer):
 
 
 class EmbeddedTransport(faust_aiokafka.Transport):
-    """Faust's aiokafka transport with the embedded broker's fetch behaviour handled.
+    """Faust's aiokafka transport with the embedded broker's fetch and end-offset quirks handled.
 
     Registered as the ``tansu://`` broker scheme (entry point ``faust.transports``).
     """

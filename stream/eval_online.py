@@ -113,8 +113,15 @@ def replay_online(
         with configured_or_embedded(settings, workdir) as live:
             live = live.model_copy(update={"app_id": f"streamrank-eval-{int(time.time())}"})
             ensure_topics(live)
+            env = {
+                **worker_env(live, workdir / "state"),
+                "STREAMRANK_HISTORY_SIZE": str(longest + 1),
+                # The replay compresses years into minutes: merge item statistics over the
+                # event window rather than a second, which would span days of the data.
+                "STREAMRANK_STATISTICS_BATCH_WINDOW_S": str(live.event_batch_window_s),
+            }
             worker = WorkerProcess(
-                {**worker_env(live, workdir / "state"), "STREAMRANK_HISTORY_SIZE": str(longest + 1)},
+                env,
                 free_port(),
                 workdir / "worker.log",
             ).start()

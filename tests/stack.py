@@ -38,6 +38,7 @@ class Stack:
             "STREAMRANK_CREATE_TOPICS": "false",
             "STREAMRANK_EVENT_BATCH_WINDOW_S": "0.02",
             "STREAMRANK_ITEM_BATCH_WINDOW_S": "0.1",
+            "STREAMRANK_STATISTICS_BATCH_WINDOW_S": "0.1",
         }
         self.settings = Settings(**{k.removeprefix("STREAMRANK_").lower(): v for k, v in self.env.items()})
         ensure_topics(self.settings)

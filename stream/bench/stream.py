@@ -487,13 +487,13 @@ async def pass_through(settings: Settings, source: str, sink: str, n: int) -> fl
     """Copy ``n`` records from ``source`` to ``sink`` with raw aiokafka; return the seconds.
 
     The clock runs from the first fetched batch to the last produce acknowledged. Clients
-    are configured as the workers' Faust clients are on this broker profile (fetch wait,
-    one record per produce batch on the embedded broker, acks from all replicas).
+    are configured as the workers' Faust clients are on this broker profile (fetch wait on
+    the embedded broker, acks from all replicas).
     """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-    from stream.app import broker_credentials, broker_profile_options
+    from stream.app import broker_credentials
     from stream.embedded import EMBEDDED_FETCH_MAX_WAIT_MS
 
     options: dict[str, Any] = {
@@ -501,7 +501,6 @@ async def pass_through(settings: Settings, source: str, sink: str, n: int) -> fl
         **credentials_to_aiokafka_auth(broker_credentials(settings)),
     }
     fetch_wait = EMBEDDED_FETCH_MAX_WAIT_MS if settings.is_embedded else 500
-    batch_bytes = broker_profile_options(settings).get("producer_max_batch_size", 16384)
     consumer = AIOKafkaConsumer(
         group_id=None,
         enable_auto_commit=False,
@@ -509,7 +508,7 @@ async def pass_through(settings: Settings, source: str, sink: str, n: int) -> fl
         fetch_max_wait_ms=fetch_wait,
         **options,
     )
-    producer = AIOKafkaProducer(acks="all", linger_ms=0, max_batch_size=batch_bytes, **options)
+    producer = AIOKafkaProducer(acks="all", linger_ms=0, **options)
     await consumer.start()
     await producer.start()
     try:
