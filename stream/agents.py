@@ -17,6 +17,7 @@ index (``ctx.catalog.active``) once, so one ranking never mixes vectors of two m
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -56,6 +57,9 @@ if TYPE_CHECKING:
     import faust
 
 log = logging.getLogger(__name__)
+
+# Table writes between two yields to the event loop in a long statistics batch.
+_YIELD_EVERY = 256
 
 
 @dataclass(frozen=True)
@@ -258,14 +262,17 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
                 for row_id, value in event.value.get("covisits", {}).items():
                     row = rows.get(row_id) or _stored_covisits(tables, row_id)
                     rows[row_id] = covisit.merge_row(row, value["scores"], value["ts"], ctx.covisit_params)
+                await asyncio.sleep(0)
             for item_id, (score, ref_ts) in merged.items():
                 entry = {"score": score, "ref_ts": ref_ts}
                 tables.item_popularity[item_id] = entry
                 apply_popularity_entry(ctx.catalog, item_id, entry)
-            for row_id, row in rows.items():
-                entry = row.to_dict()
+            for written, (row_id, row) in enumerate(rows.items(), start=1):
+                entry = covisit.published(row, ctx.covisit_params.max_neighbours).to_dict()
                 tables.item_covisits[row_id] = entry
                 apply_covisit_entry(ctx.catalog, row_id, entry)
+                if written % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # a window's rows are many: let lists go out meanwhile
             metrics.batch_size.labels("count_item_popularity").observe(len(events))
             metrics.batch_processing.labels("count_item_popularity").observe(time.perf_counter() - started)
 

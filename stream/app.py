@@ -59,6 +59,7 @@ def create_app(settings: Settings) -> faust.App:
         key_serializer="raw",
         value_serializer="json",
         consumer_auto_offset_reset="earliest",
+        producer_max_batch_size=settings.producer_batch_bytes,
         web_enabled=True,
         web_bind=settings.web_host,
         web_port=settings.web_port,

@@ -182,6 +182,13 @@ class Settings(BaseSettings):
     mmr_pool: int = Field(100, gt=0, description="Top candidates re-selected by MMR when mmr_lambda < 1.")
 
     # --- Batching ----------------------------------------------------------------------
+    producer_batch_bytes: int = Field(
+        262144,
+        gt=0,
+        description="Largest produce batch per partition, in bytes. Table changelogs carry "
+        "rows of a few KB; batches of 16 KB (Kafka's default) would need a round trip "
+        "every few rows.",
+    )
     event_batch_size: int = Field(
         500,
         gt=0,

@@ -159,7 +159,7 @@ class StreamState:
                 self._covisits.get(row_id), value["scores"], value["ts"], self.covisit_params
             )
             self._covisits[row_id] = row
-            self.index.set_covisits(row_id, row)
+            self.index.set_covisits(row_id, covisit.published(row, self.covisit_params.max_neighbours))
 
     def user_view(self, user_id: str, config: RankingConfig) -> UserView:
         """The ranking view of a user, excluding every item the user interacted with."""

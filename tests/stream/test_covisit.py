@@ -16,6 +16,7 @@ from stream.covisit import (
     merge_row,
     pair_increments,
     prune,
+    published,
 )
 from stream.profiles import UserProfile
 from stream.ranking import RankingConfig, covisit_signal, rank_catalog
@@ -98,8 +99,22 @@ def test_rows_stay_bounded_and_keep_the_strongest_neighbours() -> None:
 
 
 def test_row_round_trips_through_its_table_form() -> None:
-    row = CovisitRow(12.5, {"a": 1.5, "b": 0.25})
+    row = CovisitRow(12.5, {"a": 1.5, "b": 0.25, "c": 1e-300})
     assert CovisitRow.from_dict(row.to_dict()) == row
+    assert CovisitRow.from_dict(CovisitRow().to_dict()) == CovisitRow()
+    # Rows written by earlier versions, scores as a JSON object, still read.
+    assert CovisitRow.from_dict({"landmark": 12.5, "scores": {"a": 1.5}}) == CovisitRow(12.5, {"a": 1.5})
+
+
+def test_the_published_row_is_bounded_to_the_strongest_neighbours() -> None:
+    params = CovisitParams(max_neighbours=3)
+    row = None
+    for i in range(5):  # not yet pruned in memory: 5 <= 2 * 3
+        row = merge_row(row, {f"n{i}": float(i)}, 0.0, params)
+    assert len(row.scores) == 5
+    stored = published(row, params.max_neighbours)
+    assert stored.scores == {"n4": 4.0, "n3": 3.0, "n2": 2.0} and stored.landmark == row.landmark
+    assert published(stored, params.max_neighbours) is stored
 
 
 def _index_with(items: dict[str, np.ndarray]) -> CatalogIndex:
