@@ -197,6 +197,7 @@ class CatalogIndex:
             return UserView(None, [], np.zeros((0, self.dim), dtype=np.float32), np.zeros(0, np.int64))
         ids: list[str] = []
         vectors: list[np.ndarray] = []
+        times: list[float] = []
         taken: set[str] = set()
         for item_id, _, weight in reversed(profile.history):
             if len(ids) >= history_items:
@@ -207,6 +208,7 @@ class CatalogIndex:
             if vec is not None:
                 ids.append(item_id)
                 vectors.append(vec)
+                times.append(float(self._item_ts[self._rows[item_id]]))
                 taken.add(item_id)
         seen = self.rows_of(profile.seen())
         interest = profile.vector if profile.has_interest and profile.model_id == self.model_id else None
@@ -218,6 +220,7 @@ class CatalogIndex:
             seen_rows=seen[seen >= 0],
             covisit_rows=covisit_rows,
             covisit_scores=covisit_scores,
+            history_ts=np.asarray(times, dtype=np.float64),
         )
 
 

@@ -42,6 +42,7 @@ def method_configs(hybrid: RankingConfig) -> dict[str, RankingConfig]:
         "weight_covisit": 0.0,
         "weight_popularity": 0.0,
         "weight_freshness": 0.0,
+        "weight_era": 0.0,
     }
     return {
         "popularity": dataclasses.replace(hybrid, **{**off, "weight_popularity": 1.0}),

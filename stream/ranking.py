@@ -5,6 +5,7 @@ score = w_interest * cos(user interest, item)
       + w_covisit  * co-visitation with the user's recent items, scaled to [0, 1]
       + w_popularity * log1p(decayed popularity) / log1p(max decayed popularity)
       + w_freshness  * 2^(-(now - item ts) / freshness half-life)
+      + w_era        * mean over recent history items j of exp(-|item ts - ts_j| / era scale)
 
 Workers and the evaluation tools call the same functions. No Faust, no Kafka, no I/O.
 """
@@ -32,6 +33,8 @@ class RankingConfig:
     weight_popularity: float = 0.15
     weight_freshness: float = 0.05
     weight_covisit: float = 0.0
+    weight_era: float = 0.0
+    era_scale_s: float = 10 * 365.25 * 86400.0
     top_k: int = 10
     history_items: int = 10
     covisit_items: int = 10
@@ -49,6 +52,8 @@ class RankingConfig:
             weight_popularity=settings.weight_popularity,
             weight_freshness=settings.weight_freshness,
             weight_covisit=settings.weight_covisit,
+            weight_era=settings.weight_era,
+            era_scale_s=settings.era_scale_s,
             top_k=settings.top_k,
             history_items=settings.history_similarity_items,
             covisit_items=settings.covisit_history_items,
@@ -83,6 +88,8 @@ class UserView:
 
     ``covisit_rows``/``covisit_scores`` is the sparse co-visitation evidence of the
     user's recent items (catalog row, summed score); duplicates are allowed.
+    ``history_ts`` holds the item time (``ts``, e.g. release date) of each history item,
+    NaN when unknown.
     """
 
     interest: np.ndarray | None  # (dim,) or None for a cold-start user
@@ -91,6 +98,7 @@ class UserView:
     seen_rows: np.ndarray  # (s,) int rows excluded from catalog lists
     covisit_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     covisit_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    history_ts: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +111,7 @@ class ScoreParts:
     covisit: np.ndarray
     popularity: np.ndarray
     freshness: np.ndarray
+    era: np.ndarray
     total: np.ndarray
 
 
@@ -123,6 +132,19 @@ def freshness(item_ts: np.ndarray, now: float, half_life: float) -> np.ndarray:
     """1 for an item born now, halving every half-life; 0 when the birth time is unknown."""
     fresh = np.exp2(-np.maximum(now - item_ts, 0.0) / half_life)
     return np.nan_to_num(fresh, nan=0.0)
+
+
+def era_proximity(item_ts: np.ndarray, history_ts: np.ndarray, scale: float) -> np.ndarray:
+    """Mean over the user's recent items of exp(-|item ts - their ts| / scale), in [0, 1].
+
+    Items tend to be taken in runs from one period (films of one decade, news of one
+    week). History items and candidates with an unknown time (NaN) contribute 0.
+    """
+    known = history_ts[~np.isnan(history_ts)]
+    if known.size == 0:
+        return np.zeros(item_ts.shape, dtype=np.float64)
+    gaps = np.abs(item_ts[None, :] - known[:, None])
+    return np.nan_to_num(np.exp(-gaps / scale), nan=0.0).mean(axis=0)
 
 
 def content_similarities(
@@ -184,16 +206,20 @@ def combine(
     popularity: np.ndarray,
     fresh: np.ndarray,
     config: RankingConfig,
+    era: np.ndarray | None = None,
 ) -> ScoreParts:
-    """Weighted total of the score components."""
+    """Weighted total of the score components (``era`` None: no era term)."""
+    if era is None:
+        era = np.zeros_like(popularity, dtype=np.float64)
     total = (
         config.weight_interest * interest
         + config.weight_history * history
         + config.weight_covisit * covisit
         + config.weight_popularity * popularity
         + config.weight_freshness * fresh
+        + config.weight_era * era
     )
-    return ScoreParts(interest, history, best, covisit, popularity, fresh, total)
+    return ScoreParts(interest, history, best, covisit, popularity, fresh, era, total)
 
 
 def score_parts(
@@ -203,6 +229,7 @@ def score_parts(
     popularity: np.ndarray,
     fresh: np.ndarray,
     config: RankingConfig,
+    era: np.ndarray | None = None,
 ) -> ScoreParts:
     """Score every row of ``vectors`` for one user.
 
@@ -211,9 +238,10 @@ def score_parts(
         covisit: (n,) co-visitation signal in [0, 1].
         popularity: (n,) normalised popularity in [0, 1].
         fresh: (n,) freshness in [0, 1].
+        era: (n,) era proximity in [0, 1], or None.
     """
     interest, history, best = content_similarities([user], vectors)[0]
-    return combine(interest, history, best, covisit, popularity, fresh, config)
+    return combine(interest, history, best, covisit, popularity, fresh, config, era)
 
 
 def reasons(
@@ -221,7 +249,7 @@ def reasons(
 ) -> list[str]:
     """A short reason per selected row, from the score component that contributed most.
 
-    Content (interest + history similarity) is explained by the most similar recent
+    Content (interest + history similarity + era) is explained by the most similar recent
     item (``similar:<item_id>``), or ``interest`` without history; then ``covisited``
     (taken together with the user's recent items by other users), ``trending``
     (popularity) and ``new`` (freshness).
@@ -229,7 +257,9 @@ def reasons(
     out = []
     for r in rows:
         contributions = (
-            config.weight_interest * parts.interest[r] + config.weight_history * parts.history[r],
+            config.weight_interest * parts.interest[r]
+            + config.weight_history * parts.history[r]
+            + config.weight_era * parts.era[r],
             config.weight_covisit * parts.covisit[r],
             config.weight_popularity * parts.popularity[r],
             config.weight_freshness * parts.freshness[r],
@@ -284,6 +314,12 @@ def _catalog_signals(
     return popularity, fresh
 
 
+def _era(user: UserView, item_ts: np.ndarray, config: RankingConfig) -> np.ndarray | None:
+    if config.weight_era == 0.0:
+        return None
+    return era_proximity(item_ts, user.history_ts, config.era_scale_s)
+
+
 def rank_catalog(
     user: UserView, catalog: CatalogView, now: float, config: RankingConfig, k: int | None = None
 ) -> list[RankedItem]:
@@ -331,7 +367,8 @@ def rank_catalog_batch(
             signals[now] = _catalog_signals(catalog, slice(None), now, config)
         popularity, fresh = signals[now]
         covisit = covisit_signal(user, n)
-        parts = combine(interest, history, best, covisit, popularity, fresh, config)
+        era = _era(user, catalog.item_ts, config)
+        parts = combine(interest, history, best, covisit, popularity, fresh, config, era)
         scores = np.where(eligible, parts.total, -np.inf)
         top = min(k, n_eligible)
         pool_size = min(n_eligible, max(top, config.mmr_pool if config.mmr_lambda < 1.0 else top))
@@ -381,10 +418,14 @@ def rank_candidates(
     popularity = np.zeros(idx.size)
     fresh = np.zeros(idx.size)
     covisit = np.zeros(idx.size)
+    era = np.zeros(idx.size)
     if known.any():
         popularity[known], fresh[known] = _catalog_signals(catalog, rows[known], now, config)
         covisit[known] = covisit_signal(user, len(catalog.active))[rows[known]]
-    parts = score_parts(user, vectors, covisit, popularity, fresh, config)
+        known_era = _era(user, catalog.item_ts[rows[known]], config)
+        if known_era is not None:
+            era[known] = known_era
+    parts = score_parts(user, vectors, covisit, popularity, fresh, config, era)
     order = mmr_order(parts.total, vectors, min(k or idx.size, idx.size), config.mmr_lambda)
     why = reasons(parts, order, user.history_ids, config)
     has_vector = vectors.any(axis=1)

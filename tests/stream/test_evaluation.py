@@ -46,12 +46,19 @@ def test_totals_average_over_scored_lists_and_count_coverage() -> None:
 
 
 def test_methods_differ_only_in_weights() -> None:
-    hybrid = RankingConfig(weight_covisit=0.7, history_items=7)
+    hybrid = RankingConfig(weight_covisit=0.7, weight_era=0.2, history_items=7)
     configs = method_configs(hybrid)
     assert configs["hybrid"] is hybrid
     assert configs["popularity"].weight_popularity == 1.0
     assert configs["popularity"].weight_interest == configs["popularity"].weight_covisit == 0.0
     assert configs["content"].weight_covisit == configs["content"].weight_popularity == 0.0
+    # The era term belongs to the production ranking only, not to the baselines.
+    assert {m: c.weight_era for m, c in configs.items()} == {
+        "popularity": 0.0,
+        "content": 0.0,
+        "covisit": 0.0,
+        "hybrid": 0.2,
+    }
     assert {c.history_items for c in configs.values()} == {7}
 
 

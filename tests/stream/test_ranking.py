@@ -10,6 +10,7 @@ from stream.catalog import CatalogIndex
 from stream.profiles import ProfileParams, UserProfile, apply_event
 from stream.ranking import (
     RankingConfig,
+    era_proximity,
     mmr_order,
     normalised_log,
     rank_candidates,
@@ -167,3 +168,42 @@ def test_batch_ranking_equals_one_by_one(index: CatalogIndex) -> None:
         assert [r.item_id for r in ranked] == [r.item_id for r in single]
         assert [r.reason for r in ranked] == [r.reason for r in single]
         assert [r.score for r in ranked] == pytest.approx([r.score for r in single], abs=1e-6)
+
+
+YEAR = 365.25 * DAY
+
+
+def test_era_proximity_is_the_mean_kernel_over_known_history_times() -> None:
+    items = np.array([0.0, 10 * YEAR, np.nan])
+    history = np.array([0.0, 10 * YEAR, np.nan])  # the unknown history time is ignored
+    prox = era_proximity(items, history, scale=10 * YEAR)
+    e = np.exp(-1.0)
+    assert prox == pytest.approx([(1 + e) / 2, (e + 1) / 2, 0.0])
+    assert era_proximity(items, np.array([np.nan]), 10 * YEAR) == pytest.approx([0.0, 0.0, 0.0])
+    assert era_proximity(items, np.zeros(0), 10 * YEAR) == pytest.approx([0.0, 0.0, 0.0])
+
+
+def test_era_term_prefers_items_from_the_period_of_recent_history() -> None:
+    idx = CatalogIndex("m", 2)
+    same = unit(1, 0)
+    for item, ts in {"seen": 1990 * YEAR, "near": 1991 * YEAR, "far": 2015 * YEAR}.items():
+        idx.upsert(item, same, "m", ts)
+    profile = UserProfile(model_id="m")
+    apply_event(profile, "seen", "view", 0.0, 1.0, same, PARAMS)
+    config = RankingConfig(
+        weight_interest=0.0,
+        weight_history=0.0,
+        weight_popularity=0.0,
+        weight_freshness=0.0,
+        weight_era=1.0,
+        era_scale_s=10 * YEAR,
+    )
+    view = idx.user_view(profile, history_items=5)
+    assert view.history_ts == pytest.approx([1990 * YEAR])
+    ranked = rank_catalog(view, idx.view(), 0.0, config, k=2)
+    assert [r.item_id for r in ranked] == ["near", "far"]
+    assert ranked[0].score == pytest.approx(np.exp(-0.1))
+    assert ranked[0].reason == "interest"  # era is explained with content
+    candidates = rank_candidates(view, idx.view(), ["far", "near"], idx.rows_of(["far", "near"]), 0.0, config)
+    assert [r.item_id for r in candidates] == ["near", "far"]
+    assert candidates[1].score == pytest.approx(np.exp(-2.5))
