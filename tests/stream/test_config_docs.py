@@ -32,15 +32,20 @@ def _default_text(name: str, field: Any) -> str:
     return f"`{text}`" if text else "(empty)"
 
 
+def _row(variable: str, name: str, field: Any) -> str:
+    description = str(field.description).replace("|", "\\|")  # a bare | would split the cell
+    return f"| `{variable}` | {_default_text(name, field)} | {description} |"
+
+
 def expected_table() -> str:
     """The configuration table generated from ``Settings`` and ``EncoderSettings``."""
     rows = [
-        f"| `STREAMRANK_{name.upper()}` | {_default_text(name, field)} | {field.description} |"
+        _row(f"STREAMRANK_{name.upper()}", name, field)
         for name, field in Settings.model_fields.items()
         if name != "encoder"
     ]
     rows += [
-        f"| `STREAMRANK_ENCODER_{name.upper()}` | {_default_text(name, field)} | {field.description} |"
+        _row(f"STREAMRANK_ENCODER_{name.upper()}", name, field)
         for name, field in EncoderSettings.model_fields.items()
     ]
     return HEADER + "\n".join(rows)
