@@ -58,8 +58,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Table writes between two yields to the event loop in a long statistics batch.
-_YIELD_EVERY = 256
+# Table writes of a statistics batch made between two waits for the changelogs to drain.
+_WRITE_CHUNK = 50
+
+
+async def _changelogs_drained(app: faust.App) -> None:
+    """Wait until at most ``_WRITE_CHUNK`` table writes are waiting to be produced.
+
+    Faust's conductor stops delivering every message to every agent while more than 100
+    table writes wait in its producer buffer. A statistics window writes thousands of
+    entries at once; written in chunks, they leave the events agent's lists flowing.
+    """
+    buffer = app.producer.buffer
+    while buffer.size > _WRITE_CHUNK:
+        await asyncio.sleep(0.001)
 
 
 @dataclass(frozen=True)
@@ -221,9 +233,10 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
                 index.user_view(p, ctx.ranking.history_items, ctx.ranking.covisit_items)
                 for _, p, _, _ in profiles
             ]
-            ranked_lists = rank_catalog_batch(
-                user_views, index.view(), [p.last_event_ts for _, p, _, _ in profiles], ctx.ranking
-            )
+            # Popularity and freshness are evaluated once, at the batch's newest event time:
+            # the batch is "now" for every user in it.
+            now = max((p.last_event_ts for _, p, _, _ in profiles), default=0.0)
+            ranked_lists = rank_catalog_batch(user_views, index.view(), [now] * len(profiles), ctx.ranking)
             statistics = item_statistics_by_partition(ctx, [r for r, _ in good], pairs)
             for partition, message in statistics.items():
                 await topics.item_interactions.send(value=message, partition=partition)
@@ -263,16 +276,21 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
                     row = rows.get(row_id) or _stored_covisits(tables, row_id)
                     rows[row_id] = covisit.merge_row(row, value["scores"], value["ts"], ctx.covisit_params)
                 await asyncio.sleep(0)
+            written = 0
             for item_id, (score, ref_ts) in merged.items():
                 entry = {"score": score, "ref_ts": ref_ts}
                 tables.item_popularity[item_id] = entry
                 apply_popularity_entry(ctx.catalog, item_id, entry)
-            for written, (row_id, row) in enumerate(rows.items(), start=1):
+                written += 1
+                if written % _WRITE_CHUNK == 0:
+                    await _changelogs_drained(app)
+            for row_id, row in rows.items():
                 entry = covisit.published(row, ctx.covisit_params.max_neighbours).to_dict()
                 tables.item_covisits[row_id] = entry
                 apply_covisit_entry(ctx.catalog, row_id, entry)
-                if written % _YIELD_EVERY == 0:
-                    await asyncio.sleep(0)  # a window's rows are many: let lists go out meanwhile
+                written += 1
+                if written % _WRITE_CHUNK == 0:
+                    await _changelogs_drained(app)
             metrics.batch_size.labels("count_item_popularity").observe(len(events))
             metrics.batch_processing.labels("count_item_popularity").observe(time.perf_counter() - started)
 

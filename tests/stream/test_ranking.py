@@ -183,6 +183,16 @@ def test_era_proximity_is_the_mean_kernel_over_known_history_times() -> None:
     assert era_proximity(items, np.zeros(0), 10 * YEAR) == pytest.approx([0.0, 0.0, 0.0])
 
 
+def test_era_proximity_equals_the_direct_mean_on_random_times() -> None:
+    rng = np.random.default_rng(7)
+    items = np.concatenate([rng.uniform(0, 50 * YEAR, 500), [np.nan, 0.0, 50 * YEAR]])
+    history = np.concatenate([rng.uniform(0, 50 * YEAR, 12), [np.nan, 25 * YEAR, 25 * YEAR]])
+    known = history[~np.isnan(history)]
+    for scale in (YEAR, 10 * YEAR, 1.0):  # 1 s: every item far from every history time
+        direct = np.exp(-np.abs(items[:, None] - known[None, :]) / scale).mean(axis=1)
+        assert era_proximity(items, history, scale) == pytest.approx(np.nan_to_num(direct), abs=1e-12)
+
+
 def test_era_term_prefers_items_from_the_period_of_recent_history() -> None:
     idx = CatalogIndex("m", 2)
     same = unit(1, 0)
