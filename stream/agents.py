@@ -229,10 +229,9 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
                 tables.user_profiles[user_id] = profile.to_dict()
                 profiles.append((user_id, profile, records, [e for _, e in group]))
             # One list per user per batch, all users scored together.
-            user_views = [
-                index.user_view(p, ctx.ranking.history_items, ctx.ranking.covisit_items)
-                for _, p, _, _ in profiles
-            ]
+            user_views = index.user_views(
+                [p for _, p, _, _ in profiles], ctx.ranking.history_items, ctx.ranking.covisit_items
+            )
             # Popularity and freshness are evaluated once, at the batch's newest event time:
             # the batch is "now" for every user in it.
             now = max((p.last_event_ts for _, p, _, _ in profiles), default=0.0)

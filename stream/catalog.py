@@ -14,7 +14,9 @@ new one, swapped in one assignment. One ranking reads one index, so it never mix
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,6 +26,7 @@ from stream.profiles import UserProfile
 from stream.ranking import CatalogView, UserView
 
 _INITIAL_CAPACITY = 1024
+DEFAULT_SIMILARITY_CACHE_BYTES = 64 << 20
 
 
 class CatalogIndex:
@@ -32,9 +35,21 @@ class CatalogIndex:
     Only vectors produced by ``model_id`` are held: one ranking never mixes models.
     """
 
-    def __init__(self, model_id: str, dim: int, covisits: dict[str, CovisitRow] | None = None) -> None:
+    def __init__(
+        self,
+        model_id: str,
+        dim: int,
+        covisits: dict[str, CovisitRow] | None = None,
+        similarity_cache_bytes: int = DEFAULT_SIMILARITY_CACHE_BYTES,
+    ) -> None:
         self.model_id = model_id
         self.dim = dim
+        # Cosine of a recent item to every catalog row, kept across users and batches: the
+        # same popular items recur in many histories, and each row costs a pass over the
+        # whole vector matrix. Rows cover the catalog as it was when computed and are
+        # extended when items are appended; any change to an existing vector clears them.
+        self._similarity_rows: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._similarity_cache_bytes = similarity_cache_bytes
         self._ids: list[str] = []
         self._rows: dict[str, int] = {}
         self._vectors = np.zeros((_INITIAL_CAPACITY, dim), dtype=np.float32)
@@ -86,15 +101,16 @@ class CatalogIndex:
 
     def upsert(self, item_id: str, vector: np.ndarray | None, model_id: str, ts: float | None) -> None:
         """Set an item's vector (ignored unless it is of this index's model)."""
+        existing = item_id in self._rows
         row = self._row(item_id)
         self._deleted[row] = False
         self._item_ts[row] = np.nan if ts is None else ts
-        if vector is not None and model_id == self.model_id and vector.shape == (self.dim,):
-            self._vectors[row] = vector
-            self._has_vector[row] = True
-        else:
-            self._vectors[row] = 0.0
-            self._has_vector[row] = False
+        usable = vector is not None and model_id == self.model_id and vector.shape == (self.dim,)
+        new = vector if usable else np.zeros(self.dim, dtype=np.float32)
+        if existing and not np.array_equal(self._vectors[row], new):
+            self._similarity_rows.clear()  # a column of every cached row changes
+        self._vectors[row] = new
+        self._has_vector[row] = usable
 
     def touch(self, item_id: str, ts: float | None) -> None:
         """Record that the item is live (undeleted, with this time) without changing its vector.
@@ -168,6 +184,44 @@ class CatalogIndex:
             popularity_ref_ts=self._popularity_ref_ts[:n],
         )
 
+    def similarity_rows(self, item_ids: Sequence[str]) -> list[np.ndarray]:
+        """Cosine of each item (which must have a vector) to every catalog row.
+
+        Cached rows are reused; the missing ones are computed together, in one matrix
+        product over the catalog, so a batch's users share one pass over the vectors.
+        """
+        n = len(self._ids)
+        cache = self._similarity_rows
+        missing = [i for i in dict.fromkeys(item_ids) if i not in cache or len(cache[i]) < n]
+        if missing:
+            queries = np.stack([self._vectors[self._rows[i]] for i in missing])
+            fresh = {i: self._extend(i, q, n) for i, q in zip(missing, queries, strict=True)}
+        else:
+            fresh = {}
+        out = []
+        for item_id in item_ids:
+            row = fresh.get(item_id)
+            if row is None:
+                row = cache[item_id]
+                cache.move_to_end(item_id)
+            out.append(row[:n])
+        self._bound_similarity_cache(n)
+        return out
+
+    def _extend(self, item_id: str, query: np.ndarray, n: int) -> np.ndarray:
+        old = self._similarity_rows.get(item_id)
+        start = 0 if old is None else len(old)
+        tail = self._vectors[start:n] @ query
+        row = tail if old is None else np.concatenate([old, tail])
+        self._similarity_rows[item_id] = row
+        self._similarity_rows.move_to_end(item_id)
+        return row
+
+    def _bound_similarity_cache(self, n: int) -> None:
+        keep = self._similarity_cache_bytes // max(4 * n, 1)
+        while len(self._similarity_rows) > keep:
+            self._similarity_rows.popitem(last=False)
+
     def covisit_evidence(self, profile: UserProfile, max_items: int) -> tuple[np.ndarray, np.ndarray]:
         """Co-visitation rows of the user's ``max_items`` most recent distinct items.
 
@@ -191,8 +245,27 @@ class CatalogIndex:
             return np.zeros(0, np.int64), np.zeros(0)
         return np.concatenate(rows), np.concatenate(scores)
 
+    def user_views(
+        self, profiles: Sequence[UserProfile | None], history_items: int, covisit_items: int = 0
+    ) -> list[UserView]:
+        """Ranking views of many profiles, their recent items' similarity rows computed together."""
+        views = [self._user_view(p, history_items, covisit_items) for p in profiles]
+        if self._similarity_cache_bytes <= 0:
+            return views
+        ids = [item_id for view in views for item_id in view.history_ids]
+        rows = iter(self.similarity_rows(ids)) if ids else iter(())
+        return [
+            dataclasses.replace(view, history_sims=[next(rows) for _ in view.history_ids])
+            if view.history_ids
+            else view
+            for view in views
+        ]
+
     def user_view(self, profile: UserProfile | None, history_items: int, covisit_items: int = 0) -> UserView:
         """The ranking view of a profile: interest, recent vectors, seen rows, co-visits."""
+        return self.user_views([profile], history_items, covisit_items)[0]
+
+    def _user_view(self, profile: UserProfile | None, history_items: int, covisit_items: int) -> UserView:
         if profile is None:
             return UserView(None, [], np.zeros((0, self.dim), dtype=np.float32), np.zeros(0, np.int64))
         ids: list[str] = []
@@ -237,9 +310,12 @@ class ModelCatalog:
     the target covers every live item (:meth:`try_switch`), and older indexes are dropped.
     """
 
-    def __init__(self, model_id: str, dim: int) -> None:
+    def __init__(
+        self, model_id: str, dim: int, similarity_cache_bytes: int = DEFAULT_SIMILARITY_CACHE_BYTES
+    ) -> None:
         self._covisits: dict[str, CovisitRow] = {}
-        self.target = CatalogIndex(model_id, dim, self._covisits)
+        self._similarity_cache_bytes = similarity_cache_bytes
+        self.target = CatalogIndex(model_id, dim, self._covisits, similarity_cache_bytes)
         self._others: dict[str, CatalogIndex] = {}
         self._active: CatalogIndex | None = None
         self._live: set[str] = set()
@@ -295,7 +371,9 @@ class ModelCatalog:
         self.target.upsert(item_id, vector, model_id, ts)
         keeps_others = self._active is not self.target  # undecided, or still on an old model
         if keeps_others and vector is not None and model_id not in (self.target.model_id, *self._others):
-            self._others[model_id] = CatalogIndex(model_id, int(vector.shape[0]), self._covisits)
+            self._others[model_id] = CatalogIndex(
+                model_id, int(vector.shape[0]), self._covisits, self._similarity_cache_bytes
+            )
         for other_id, index in self._others.items():
             if other_id == model_id:
                 index.upsert(item_id, vector, model_id, ts)

@@ -193,6 +193,14 @@ class Settings(BaseSettings):
     )
     mmr_pool: int = Field(100, gt=0, description="Top candidates re-selected by MMR when mmr_lambda < 1.")
 
+    similarity_cache_mb: int = Field(
+        64,
+        ge=0,
+        description="Memory for cached similarity rows (one recent item against the whole "
+        "catalog), reused across users and batches since popular items recur in many "
+        "histories. Rows hold 4 bytes per catalog item; 0 disables the cache.",
+    )
+
     # --- Batching ----------------------------------------------------------------------
     producer_batch_bytes: int = Field(
         262144,

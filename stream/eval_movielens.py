@@ -104,7 +104,7 @@ def encode_cached(encoder: TextEncoder, texts: Sequence[str], cache_dir: Path) -
 def new_state(settings: Settings, model_id: str, dim: int) -> StreamState:
     """Empty state configured like the workers."""
     return StreamState(
-        CatalogIndex(model_id, dim),
+        CatalogIndex(model_id, dim, similarity_cache_bytes=settings.similarity_cache_mb << 20),
         ProfileParams(
             half_life_s=settings.interest_half_life_s,
             history_size=settings.history_size,

@@ -12,6 +12,7 @@ Workers and the evaluation tools call the same functions. No Faust, no Kafka, no
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -99,6 +100,9 @@ class UserView:
     covisit_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     covisit_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     history_ts: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # Cosine of each history item to every catalog row (aligned with history_ids), when
+    # the catalog index has them at hand; otherwise ranking computes them.
+    history_sims: Sequence[np.ndarray] | None = None
 
 
 class BestHistoryItem:
@@ -109,15 +113,15 @@ class BestHistoryItem:
     over the whole (history x catalog) block costs more than the block's max.
     """
 
-    __slots__ = ("_block",)
+    __slots__ = ("_rows",)
 
-    def __init__(self, block: np.ndarray | None) -> None:
-        self._block = block  # (m, n) similarities of the m history items, or None
+    def __init__(self, rows: Sequence[np.ndarray] | np.ndarray | None) -> None:
+        self._rows = rows  # the m history items' similarities to every row, or None
 
     def __getitem__(self, row: int) -> int:
-        if self._block is None or self._block.shape[0] == 0:
+        if self._rows is None or len(self._rows) == 0:
             return -1
-        return int(self._block[:, row].argmax())
+        return int(np.argmax([sims[row] for sims in self._rows]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,12 +190,14 @@ def era_proximity(item_ts: np.ndarray, history_ts: np.ndarray, scale: float) -> 
 
 
 def content_similarities(
-    users: Sequence[UserView], vectors: np.ndarray
+    users: Sequence[UserView], vectors: np.ndarray, catalog_aligned: bool = False
 ) -> list[tuple[np.ndarray, np.ndarray, BestHistoryItem]]:
     """Interest and best-history cosine of every row of ``vectors``, for many users at once.
 
     Two matrix-matrix products for the whole batch instead of matrix-vector products per
     user: the catalog matrix is read once per batch, which is what bounds this on CPU.
+    With ``catalog_aligned`` (``vectors`` is the whole catalog view the users' views were
+    built on), users' precomputed ``history_sims`` are used instead of the second product.
 
     Returns:
         Per user: (interest (n,), history (n,), which history item is the best match).
@@ -203,15 +209,22 @@ def content_similarities(
         norm = 0.0 if user.interest is None else float(np.linalg.norm(user.interest))
         interests.append(user.interest / norm if norm > 0.0 else np.zeros(dim, dtype=np.float32))
     interest_sims = np.stack(interests).astype(np.float32, copy=False) @ vectors.T if users else None
-    counts = [len(user.history_ids) for user in users]
+    # Users whose history rows were handed in (aligned with ``vectors``) skip the product.
+    given = [catalog_aligned and u.history_sims is not None for u in users]
+    counts = [0 if g else len(u.history_ids) for u, g in zip(users, given, strict=True)]
     history_sims = None
     if sum(counts):
-        history_sims = np.concatenate([u.history_vectors for u in users if len(u.history_ids)]) @ vectors.T
+        history_sims = (
+            np.concatenate([u.history_vectors for u, m in zip(users, counts, strict=True) if m]) @ vectors.T
+        )
     out = []
     offset = 0
-    for i, m in enumerate(counts):
+    for i, (user, m) in enumerate(zip(users, counts, strict=True)):
         interest = interest_sims[i]
-        if m:
+        if given[i] and user.history_ids:
+            rows = user.history_sims
+            history, best = functools.reduce(np.maximum, rows), BestHistoryItem(rows)
+        elif m:
             block = history_sims[offset : offset + m]
             history, best = block.max(axis=0), BestHistoryItem(block)
             offset += m
@@ -387,7 +400,8 @@ def rank_catalog_batch(
         zero = np.zeros(n, dtype=np.float32)
         similarities = [(zero, zero, BestHistoryItem(None))] * len(users)
     else:
-        similarities = content_similarities(users, catalog.vectors)
+        aligned = all(u.history_sims is None or all(len(r) == n for r in u.history_sims) for u in users)
+        similarities = content_similarities(users, catalog.vectors, catalog_aligned=aligned)
     signals: dict[float, tuple[np.ndarray, np.ndarray]] = {}
     out: list[list[RankedItem]] = []
     for user, now, (interest, history, best) in zip(users, nows, similarities, strict=True):

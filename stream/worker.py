@@ -52,7 +52,7 @@ def build_worker(settings: Settings, encoder: TextEncoder | None = None) -> tupl
             "device": embedder.device,
         }
     )
-    catalog = ModelCatalog(embedder.model_id, embedder.dim)
+    catalog = ModelCatalog(embedder.model_id, embedder.dim, settings.similarity_cache_mb << 20)
     app = create_app(settings)
     topics = declare_topics(app, settings)
     tables = declare_tables(app, settings, catalog)

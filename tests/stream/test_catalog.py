@@ -1,4 +1,5 @@
-"""ModelCatalog: which model's vectors scoring reads while the configured model takes over."""
+"""ModelCatalog: which model's vectors scoring reads while the configured model takes over;
+CatalogIndex's cache of similarity rows."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from stream.catalog import ModelCatalog
-from stream.profiles import encode_vector
+from stream.catalog import CatalogIndex, ModelCatalog
+from stream.profiles import ProfileParams, UserProfile, apply_event, encode_vector
+from stream.ranking import RankingConfig, rank_catalog_batch
 from stream.tables import apply_catalog_entry
 
 OLD, NEW = "old:mean:norm:128", "new:mean:norm:64"
@@ -134,3 +136,66 @@ def test_a_restart_mid_switch_scores_on_the_model_covering_more_items() -> None:
     assert catalog.active is catalog.target
     assert catalog.missing() == ["a"]
     assert len(catalog.indexes()) == 1
+
+
+def _index(n: int, dim: int = 8, seed: int = 0, cache_bytes: int = 1 << 20) -> CatalogIndex:
+    rng = np.random.default_rng(seed)
+    index = CatalogIndex(NEW, dim, similarity_cache_bytes=cache_bytes)
+    for i in range(n):
+        vector = rng.standard_normal(dim).astype(np.float32)
+        index.upsert(f"i{i}", vector / np.linalg.norm(vector), NEW, float(i))
+    return index
+
+
+def _direct(index: CatalogIndex, item_id: str) -> np.ndarray:
+    view = index.view()
+    return view.vectors @ index.vector_of(item_id)
+
+
+def test_similarity_rows_are_cached_extended_and_invalidated() -> None:
+    index = _index(50)
+    first = index.similarity_rows(["i3", "i7", "i3"])
+    assert [len(r) for r in first] == [50, 50, 50]
+    assert np.allclose(first[0], _direct(index, "i3")) and np.allclose(first[1], _direct(index, "i7"))
+    assert np.array_equal(index.similarity_rows(["i3"])[0], first[0])
+
+    index.upsert("new", np.ones(8, dtype=np.float32) / np.sqrt(8), NEW, 0.0)  # appended: rows extend
+    extended = index.similarity_rows(["i3"])[0]
+    assert len(extended) == 51 and np.allclose(extended, _direct(index, "i3"))
+
+    changed = np.zeros(8, dtype=np.float32)
+    changed[0] = 1.0
+    index.upsert("i5", changed, NEW, 5.0)  # an existing vector changes: no stale column
+    assert np.allclose(index.similarity_rows(["i3"])[0], _direct(index, "i3"))
+    index.upsert("i5", changed, NEW, 5.0)  # the same vector again (a changelog replay) keeps rows
+    assert "i3" in index._similarity_rows
+
+
+def test_similarity_cache_is_bounded_by_bytes() -> None:
+    index = _index(100, cache_bytes=4 * 100 * 3)  # room for three rows of 100 items
+    index.similarity_rows([f"i{i}" for i in range(10)])
+    assert list(index._similarity_rows) == ["i7", "i8", "i9"]  # the least recent dropped
+
+
+def test_ranking_with_cached_similarities_equals_ranking_without() -> None:
+    cached, plain = _index(300, seed=3), _index(300, seed=3, cache_bytes=0)
+    params = ProfileParams(half_life_s=1e9, history_size=50, pending_size=10, model_id=NEW)
+    profiles = []
+    for u in range(4):
+        profile = UserProfile(model_id=NEW)
+        for j in range(6):
+            item = f"i{(u * 37 + j * 11) % 300}"
+            apply_event(profile, item, "view", float(j), 1.0, cached.vector_of(item), params)
+        profiles.append(profile)
+    config = RankingConfig(weight_interest=0.3, weight_history=0.6, weight_popularity=0.0)
+    with_cache = cached.user_views(profiles, history_items=5)
+    assert all(v.history_sims is not None for v in with_cache)
+    without = [plain.user_view(p, history_items=5) for p in profiles]
+    assert all(v.history_sims is None for v in without)
+    got = rank_catalog_batch(with_cache, cached.view(), [10.0] * 4, config)
+    want = rank_catalog_batch(without, plain.view(), [10.0] * 4, config)
+    assert [[(r.item_id, r.reason) for r in lst] for lst in got] == [
+        [(r.item_id, r.reason) for r in lst] for lst in want
+    ]
+    for a, b in zip(got, want, strict=True):
+        assert np.allclose([r.score for r in a], [r.score for r in b], atol=1e-5)
