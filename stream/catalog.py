@@ -193,11 +193,16 @@ class CatalogIndex:
         n = len(self._ids)
         cache = self._similarity_rows
         missing = [i for i in dict.fromkeys(item_ids) if i not in cache or len(cache[i]) < n]
-        if missing:
-            queries = np.stack([self._vectors[self._rows[i]] for i in missing])
-            fresh = {i: self._extend(i, q, n) for i, q in zip(missing, queries, strict=True)}
-        else:
-            fresh = {}
+        fresh: dict[str, np.ndarray] = {}
+        new = [i for i in missing if i not in cache]
+        if new:  # one product for all of them: the catalog matrix is read once
+            queries = np.stack([self._vectors[self._rows[i]] for i in new])
+            block = queries @ self._vectors[:n].T
+            for item_id, row in zip(new, block, strict=True):
+                fresh[item_id] = cache[item_id] = row.copy()  # not a view holding the block
+        for item_id in missing:
+            if item_id not in fresh:  # cached before items were appended: add their columns
+                fresh[item_id] = self._extend(item_id, self._vectors[self._rows[item_id]], n)
         out = []
         for item_id in item_ids:
             row = fresh.get(item_id)

@@ -226,7 +226,7 @@ class Settings(BaseSettings):
         description="Most internal item-statistics messages merged at once by an item's owner.",
     )
     statistics_batch_window_s: float = Field(
-        1.0,
+        5.0,
         gt=0,
         description="Window over which popularity and co-visitation increments are merged "
         "before being written: each item's entry is written (and replayed by every worker) "
