@@ -60,6 +60,7 @@ def create_app(settings: Settings) -> faust.App:
         value_serializer="json",
         consumer_auto_offset_reset="earliest",
         producer_max_batch_size=settings.producer_batch_bytes,
+        producer_linger=settings.producer_linger_ms / 1000.0,
         web_enabled=True,
         web_bind=settings.web_host,
         web_port=settings.web_port,

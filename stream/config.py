@@ -202,6 +202,12 @@ class Settings(BaseSettings):
     )
 
     # --- Batching ----------------------------------------------------------------------
+    producer_linger_ms: float = Field(
+        0.0,
+        ge=0,
+        description="How long a produce batch waits for more records. 0 sends at once (lowest "
+        "latency); a few ms gives fewer, larger produce requests under load.",
+    )
     producer_batch_bytes: int = Field(
         262144,
         gt=0,

@@ -146,7 +146,8 @@ def test_backlog_batches_spanning_partitions_keep_every_event(stack: Stack, movi
             item = (scifi + romance)[(n + 7 * round_) % 60].movie_id
             event = {"user_id": user, "item_id": item, "type": "view", "ts": 2_000_000 + 100 * round_ + n}
             stack.send(stack.settings.events_topic, user, event)
-    worker = stack.start_worker()
+    # Lingering makes a batch's profile writes share produce batches, whatever the timing.
+    worker = stack.start_worker(STREAMRANK_PRODUCER_LINGER_MS="50")
     out = stack.read(
         stack.settings.recommendations_topic,
         lambda ms: {m["user_id"] for m in ms if m["profile_events"] == 4} >= set(users),
