@@ -159,8 +159,11 @@ class StreamState:
             row = covisit.merge_row(
                 self._covisits.get(row_id), value["scores"], value["ts"], self.covisit_params
             )
-            self._covisits[row_id] = row
-            self.index.set_covisits(row_id, covisit.published(row, self.covisit_params.max_neighbours))
+            # As a worker: the row kept is the one written to the table, which the next
+            # merge starts from.
+            stored = covisit.published(row, self.covisit_params.max_neighbours)
+            self._covisits[row_id] = stored
+            self.index.set_covisits(row_id, stored)
 
     def user_view(self, user_id: str, config: RankingConfig) -> UserView:
         """The ranking view of a user, excluding every item the user interacted with."""
