@@ -222,7 +222,7 @@ class Settings(BaseSettings):
         "scoring; a user's events within one batch yield one list (coalescing).",
     )
     event_batch_window_s: float = Field(
-        0.05,
+        0.2,
         gt=0,
         description="Longest wait to fill an event batch; bounds the latency that coalescing adds.",
     )
