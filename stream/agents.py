@@ -22,7 +22,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +50,7 @@ from stream.records import (
     decode_rerank_request,
     recommendation_payload,
 )
-from stream.tables import Tables, apply_catalog_entry, apply_covisit_entry, apply_popularity_entry
+from stream.tables import Tables, apply_catalog_entry
 from stream.topics import Topics
 
 if TYPE_CHECKING:
@@ -275,19 +275,7 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
                     row = rows.get(row_id) or _stored_covisits(tables, row_id)
                     rows[row_id] = covisit.merge_row(row, value["scores"], value["ts"], ctx.covisit_params)
                 await asyncio.sleep(0)
-            written = 0
-            for item_id, (score, ref_ts) in merged.items():
-                entry = {"score": score, "ref_ts": ref_ts}
-                tables.item_popularity[item_id] = entry
-                apply_popularity_entry(ctx.catalog, item_id, entry)
-                written += 1
-                if written % _WRITE_CHUNK == 0:
-                    await _changelogs_drained(app)
-            for row_id, row in rows.items():
-                entry = covisit.published(row, ctx.covisit_params.max_neighbours).to_dict()
-                tables.item_covisits[row_id] = entry
-                apply_covisit_entry(ctx.catalog, row_id, entry)
-                written += 1
+            for written, _ in enumerate(_write_statistics(ctx, merged, rows), start=1):
                 if written % _WRITE_CHUNK == 0:
                     await _changelogs_drained(app)
             metrics.batch_size.labels("count_item_popularity").observe(len(events))
@@ -373,6 +361,21 @@ def catalog_entry(
         entry["vector"] = encode_vector(vector)
         entry["model_id"] = embedder.model_id
     return entry
+
+
+def _write_statistics(
+    ctx: Pipeline, merged: dict[str, tuple[float, float]], rows: dict[str, CovisitRow]
+) -> Iterator[None]:
+    """Write one window's entries to the tables and this worker's catalog, pausing after each."""
+    for item_id, (score, ref_ts) in merged.items():
+        ctx.tables.item_popularity[item_id] = {"score": score, "ref_ts": ref_ts}
+        ctx.catalog.set_popularity(item_id, score, ref_ts)
+        yield
+    for row_id, row in rows.items():
+        stored = covisit.published(row, ctx.covisit_params.max_neighbours)
+        ctx.tables.item_covisits[row_id] = stored.to_dict()
+        ctx.catalog.set_covisits(row_id, stored)  # the row itself, not a decoding of what was encoded
+        yield
 
 
 def _stored_popularity(tables: Tables, item_id: str) -> tuple[float, float]:

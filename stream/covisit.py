@@ -163,7 +163,5 @@ def published(row: CovisitRow, max_neighbours: int) -> CovisitRow:
 
 
 def prune(row: CovisitRow, max_neighbours: int) -> None:
-    """Keep the ``max_neighbours`` strongest entries of a row."""
-    if len(row.scores) > max_neighbours:
-        keep = sorted(row.scores.items(), key=lambda kv: (-kv[1], kv[0]))[:max_neighbours]
-        row.scores = dict(keep)
+    """Keep the ``max_neighbours`` strongest entries of a row (in place)."""
+    row.scores = published(row, max_neighbours).scores
