@@ -35,7 +35,7 @@ from stream.config import Settings
 from stream.covisit import CovisitParams, CovisitRow
 from stream.embedding import ItemEmbedder
 from stream.errors import InvalidMessage
-from stream.interactions import apply_user_events, popularity_increments
+from stream.interactions import apply_user_events
 from stream.metrics import Metrics
 from stream.profiles import ProfileParams, UserProfile, encode_vector
 from stream.ranking import RankingConfig, rank_candidates, rank_catalog_batch
@@ -50,6 +50,7 @@ from stream.records import (
     decode_rerank_request,
     recommendation_payload,
 )
+from stream.statistics import ItemIncrements, covisit_entries, popularity_entries
 from stream.tables import Tables, apply_catalog_entry
 from stream.topics import Topics
 
@@ -155,21 +156,16 @@ def item_statistics_by_partition(
 
     One message per partition and batch (not one per item) keeps produce calls few; the
     partition is the one Kafka's partitioner would give the item id, so every forwarder
-    routes an item to the same single owner.
+    routes an item to the same single owner. Values are held at the batch's newest time.
     """
     settings = ctx.settings
-    out: dict[int, dict[str, Any]] = {}
-
-    def message(item_id: str) -> dict[str, Any]:
-        partition = popularity.owner_partition(item_id, settings.topic_partitions)
-        return out.setdefault(partition, {"items": {}, "covisits": {}})
-
-    increments = popularity_increments(events, settings.event_weights, settings.popularity_half_life_s)
-    for item_id, (score, ref_ts) in increments.items():
-        message(item_id)["items"][item_id] = {"score": score, "ref_ts": ref_ts}
-    for row_id, row in covisit.group_increments(pairs, ctx.covisit_params.half_life_s).items():
-        message(row_id)["covisits"][row_id] = row
-    return out
+    increments = ItemIncrements(ts=max(ev.ts for ev in events))
+    increments.add_events(events, settings.event_weights, settings.popularity_half_life_s)
+    increments.add_pairs(pairs, ctx.covisit_params.half_life_s)
+    return {
+        partition: part.to_message()
+        for partition, part in increments.by_owner(settings.topic_partitions).items()
+    }
 
 
 async def _send_list(
@@ -236,7 +232,7 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             # the batch is "now" for every user in it.
             now = max((p.last_event_ts for _, p, _, _ in profiles), default=0.0)
             ranked_lists = rank_catalog_batch(user_views, index.view(), [now] * len(profiles), ctx.ranking)
-            statistics = item_statistics_by_partition(ctx, [r for r, _ in good], pairs)
+            statistics = item_statistics_by_partition(ctx, [r for r, _ in good], pairs) if good else {}
             for partition, message in statistics.items():
                 await topics.item_interactions.send(value=message, partition=partition)
             for (user_id, profile, records, user_events), ranked in zip(profiles, ranked_lists, strict=True):
@@ -266,14 +262,12 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             merged: dict[str, tuple[float, float]] = {}
             rows: dict[str, CovisitRow] = {}
             for event in events:
-                for item_id, value in event.value["items"].items():
+                for item_id, add_score, add_ts in popularity_entries(event.value):
                     score, ref_ts = merged.get(item_id) or _stored_popularity(tables, item_id)
-                    merged[item_id] = popularity.merge(
-                        score, ref_ts, value["score"], value["ref_ts"], half_life
-                    )
-                for row_id, value in event.value.get("covisits", {}).items():
+                    merged[item_id] = popularity.merge(score, ref_ts, add_score, add_ts, half_life)
+                for row_id, scores, ts in covisit_entries(event.value):
                     row = rows.get(row_id) or _stored_covisits(tables, row_id)
-                    rows[row_id] = covisit.merge_row(row, value["scores"], value["ts"], ctx.covisit_params)
+                    rows[row_id] = covisit.merge_row(row, scores, ts, ctx.covisit_params)
                 await asyncio.sleep(0)
             for written, _ in enumerate(_write_statistics(ctx, merged, rows), start=1):
                 if written % _WRITE_CHUNK == 0:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,43 +85,23 @@ def pair_increments(
         history: the user's earlier interactions, oldest first (a profile's history
             before this event is applied).
     """
+    window, window_s, backward = params.window, params.window_s, params.backward_weight
     out: list[PairIncrement] = []
+    append = out.append
     distance = 0
     seen: set[str] = {item_id}
     for prev_id, prev_ts, _ in reversed(history):
-        if distance >= params.window:
-            break
-        if abs(ts - prev_ts) > params.window_s:
+        if distance >= window or abs(ts - prev_ts) > window_s:
             break
         if prev_id in seen:
             continue
         seen.add(prev_id)
         distance += 1
         weight = 1.0 / distance
-        pair_ts = max(ts, prev_ts)
-        out.append((prev_id, item_id, weight, pair_ts))
-        if params.backward_weight > 0.0:
-            out.append((item_id, prev_id, weight * params.backward_weight, pair_ts))
-    return out
-
-
-def group_increments(increments: Iterable[PairIncrement], half_life_s: float) -> dict[str, dict[str, Any]]:
-    """Sum a batch's increments per row, held at the batch's newest time per row.
-
-    Returns:
-        ``{row item: {"ts": t, "scores": {neighbour: weight decayed to t}}}``, the form
-        sent to each row's owner.
-    """
-    rows: dict[str, list[tuple[str, float, float]]] = {}
-    for row_id, neighbour, weight, ts in increments:
-        rows.setdefault(row_id, []).append((neighbour, weight, ts))
-    out: dict[str, dict[str, Any]] = {}
-    for row_id, entries in rows.items():
-        ref_ts = max(ts for _, _, ts in entries)
-        scores: dict[str, float] = {}
-        for neighbour, weight, ts in entries:
-            scores[neighbour] = scores.get(neighbour, 0.0) + weight * math.exp2(-(ref_ts - ts) / half_life_s)
-        out[row_id] = {"ts": ref_ts, "scores": scores}
+        pair_ts = ts if ts >= prev_ts else prev_ts
+        append((prev_id, item_id, weight, pair_ts))
+        if backward > 0.0:
+            append((item_id, prev_id, weight * backward, pair_ts))
     return out
 
 

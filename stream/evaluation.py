@@ -23,10 +23,11 @@ import numpy as np
 from stream import covisit, popularity
 from stream.catalog import CatalogIndex
 from stream.covisit import CovisitParams, CovisitRow
-from stream.interactions import apply_user_events, popularity_increments
+from stream.interactions import apply_user_events
 from stream.profiles import ProfileParams, UserProfile
 from stream.ranking import RankingConfig, UserView, rank_catalog_batch
 from stream.records import InteractionEvent
+from stream.statistics import ItemIncrements
 
 METHODS = ("random", "popularity", "content", "covisit", "hybrid")
 # Breaks ties among items without co-visitation evidence in the collaborative-only
@@ -148,17 +149,16 @@ class StreamState:
         pairs: list[covisit.PairIncrement] = []
         for user_id, user_events in by_user.items():
             pairs.extend(self.apply_to_profile(user_id, user_events))
-        increments = popularity_increments(events, self.event_weights, self.popularity_half_life_s)
-        for item_id, (score, ref_ts) in increments.items():
+        increments = ItemIncrements(ts=max(ev.ts for ev in events))
+        increments.add_events(events, self.event_weights, self.popularity_half_life_s)
+        increments.add_pairs(pairs, self.covisit_params.half_life_s)
+        for item_id, score in increments.popularity.items():
             old_score, old_ts = self._popularity.get(item_id, (0.0, 0.0))
-            merged = popularity.merge(old_score, old_ts, score, ref_ts, self.popularity_half_life_s)
+            merged = popularity.merge(old_score, old_ts, score, increments.ts, self.popularity_half_life_s)
             self._popularity[item_id] = merged
             self.index.set_popularity(item_id, *merged)
-        grouped = covisit.group_increments(pairs, self.covisit_params.half_life_s)
-        for row_id, value in grouped.items():
-            row = covisit.merge_row(
-                self._covisits.get(row_id), value["scores"], value["ts"], self.covisit_params
-            )
+        for row_id, scores in increments.covisits.items():
+            row = covisit.merge_row(self._covisits.get(row_id), scores, increments.ts, self.covisit_params)
             # As a worker: the row kept is the one written to the table, which the next
             # merge starts from.
             stored = covisit.published(row, self.covisit_params.max_neighbours)

@@ -3,11 +3,11 @@
 A worker (``agents.update_user_interest``) and the offline evaluation apply events with
 these same functions, so the evaluation measures what the workers compute:
 
-- :func:`apply_user_events`: a user's events -> updated profile + co-visitation pairs;
-- :func:`popularity_increments`: events -> decayed interaction sums per item.
+- :func:`apply_user_events`: a user's events -> updated profile + co-visitation pairs.
 
-The per-item sums and pairs are then merged into the item statistics by each item's
-single owner (``popularity.merge``, ``covisit.merge_row``).
+A batch's popularity sums and pairs (``statistics.ItemIncrements``) are then merged into
+the item statistics by each item's single owner (``popularity.merge``,
+``covisit.merge_row``).
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from stream import covisit, popularity
+from stream import covisit
 from stream.profiles import (
     ProfileParams,
     UserProfile,
@@ -65,20 +63,3 @@ def apply_user_events(
             update.unencoded += 1
         apply_event(profile, ev.item_id, ev.type, ev.ts, event_weights[ev.type] * ev.weight, vector, params)
     return update
-
-
-def popularity_increments(
-    events: Sequence[InteractionEvent], event_weights: Mapping[str, float], half_life_s: float
-) -> dict[str, tuple[float, float]]:
-    """Decayed sum of event weights per item: ``{item: (score, ref_ts)}``."""
-    grouped: dict[str, list[InteractionEvent]] = {}
-    for ev in events:
-        grouped.setdefault(ev.item_id, []).append(ev)
-    return {
-        item_id: popularity.decayed_sum(
-            np.array([event_weights[e.type] * e.weight for e in evs]),
-            np.array([e.ts for e in evs]),
-            half_life_s,
-        )
-        for item_id, evs in grouped.items()
-    }

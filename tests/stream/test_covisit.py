@@ -12,7 +12,6 @@ from stream.covisit import (
     REBASE_EXPONENT,
     CovisitParams,
     CovisitRow,
-    group_increments,
     merge_row,
     pair_increments,
     prune,
@@ -45,14 +44,6 @@ def test_pairs_skip_the_item_itself_and_events_outside_the_time_window() -> None
 
 def test_first_interaction_forms_no_pairs() -> None:
     assert pair_increments([], "a", 0.0, CovisitParams()) == []
-
-
-def test_grouped_increments_are_decayed_sums_per_row() -> None:
-    h = 10.0
-    grouped = group_increments([("a", "b", 1.0, 0.0), ("a", "b", 2.0, 10.0), ("a", "c", 1.0, 5.0)], h)
-    assert grouped["a"]["ts"] == 10.0
-    assert grouped["a"]["scores"]["b"] == pytest.approx(0.5 + 2.0)
-    assert grouped["a"]["scores"]["c"] == pytest.approx(2**-0.5)
 
 
 def _value_now(row: CovisitRow, neighbour: str, now: float, h: float) -> float:
