@@ -159,9 +159,11 @@ def item_statistics_by_partition(
     routes an item to the same single owner. Values are held at the batch's newest time.
     """
     settings = ctx.settings
-    increments = ItemIncrements(ts=max(ev.ts for ev in events))
-    increments.add_events(events, settings.event_weights, settings.popularity_half_life_s)
-    increments.add_pairs(pairs, ctx.covisit_params.half_life_s)
+    if not events:
+        return {}
+    increments = ItemIncrements.of_batch(
+        events, pairs, settings.event_weights, settings.popularity_half_life_s, ctx.covisit_params.half_life_s
+    )
     return {
         partition: part.to_message()
         for partition, part in increments.by_owner(settings.topic_partitions).items()
@@ -232,7 +234,7 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             # the batch is "now" for every user in it.
             now = max((p.last_event_ts for _, p, _, _ in profiles), default=0.0)
             ranked_lists = rank_catalog_batch(user_views, index.view(), [now] * len(profiles), ctx.ranking)
-            statistics = item_statistics_by_partition(ctx, [r for r, _ in good], pairs) if good else {}
+            statistics = item_statistics_by_partition(ctx, [r for r, _ in good], pairs)
             for partition, message in statistics.items():
                 await topics.item_interactions.send(value=message, partition=partition)
             for (user_id, profile, records, user_events), ranked in zip(profiles, ranked_lists, strict=True):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,16 @@ REBASE_EXPONENT = 64.0
 HistoryEntry = tuple[str, float, float]
 # (row item, neighbour item, weight, ts)
 PairIncrement = tuple[str, str, float, float]
+
+
+def encode_scores(values: Iterable[float], count: int) -> str:
+    """``count`` floats as base64 little-endian float64 (stored rows, statistics messages)."""
+    return base64.b64encode(np.fromiter(values, dtype="<f8", count=count).tobytes()).decode("ascii")
+
+
+def decode_scores(text: str) -> list[float]:
+    """Inverse of :func:`encode_scores`."""
+    return np.frombuffer(base64.b64decode(text), dtype="<f8").tolist()
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +69,10 @@ class CovisitRow:
         replayed by every worker often, and formatting and parsing floats as JSON text
         costs several times more.
         """
-        scores = np.fromiter(self.scores.values(), dtype="<f8", count=len(self.scores))
         return {
             "landmark": self.landmark,
             "items": list(self.scores),
-            "scores": base64.b64encode(scores.tobytes()).decode("ascii"),
+            "scores": encode_scores(self.scores.values(), len(self.scores)),
         }
 
     @classmethod
@@ -72,7 +81,7 @@ class CovisitRow:
         scores = data["scores"]
         if isinstance(scores, dict):
             return cls(float(data["landmark"]), {str(k): float(v) for k, v in scores.items()})
-        values = np.frombuffer(base64.b64decode(scores), dtype="<f8").tolist()
+        values = decode_scores(scores)
         return cls(float(data["landmark"]), dict(zip(map(str, data["items"]), values, strict=True)))
 
 

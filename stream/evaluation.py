@@ -149,9 +149,9 @@ class StreamState:
         pairs: list[covisit.PairIncrement] = []
         for user_id, user_events in by_user.items():
             pairs.extend(self.apply_to_profile(user_id, user_events))
-        increments = ItemIncrements(ts=max(ev.ts for ev in events))
-        increments.add_events(events, self.event_weights, self.popularity_half_life_s)
-        increments.add_pairs(pairs, self.covisit_params.half_life_s)
+        increments = ItemIncrements.of_batch(
+            events, pairs, self.event_weights, self.popularity_half_life_s, self.covisit_params.half_life_s
+        )
         for item_id, score in increments.popularity.items():
             old_score, old_ts = self._popularity.get(item_id, (0.0, 0.0))
             merged = popularity.merge(old_score, old_ts, score, increments.ts, self.popularity_half_life_s)

@@ -13,25 +13,14 @@ Pure: no Faust, no Kafka.
 
 from __future__ import annotations
 
-import base64
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from stream.covisit import PairIncrement
+from stream.covisit import PairIncrement, decode_scores, encode_scores
 from stream.popularity import owner_partition
 from stream.records import InteractionEvent
-
-
-def _encode_floats(values: Iterable[float], count: int) -> str:
-    return base64.b64encode(np.fromiter(values, dtype="<f8", count=count).tobytes()).decode("ascii")
-
-
-def _decode_floats(text: str) -> list[float]:
-    return np.frombuffer(base64.b64decode(text), dtype="<f8").tolist()
 
 
 @dataclass(slots=True)
@@ -41,6 +30,21 @@ class ItemIncrements:
     ts: float
     popularity: dict[str, float] = field(default_factory=dict)
     covisits: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @classmethod
+    def of_batch(
+        cls,
+        events: Sequence[InteractionEvent],
+        pairs: Iterable[PairIncrement],
+        event_weights: Mapping[str, float],
+        popularity_half_life_s: float,
+        covisit_half_life_s: float,
+    ) -> ItemIncrements:
+        """A batch's increments, held at its newest event time (``events`` non-empty)."""
+        increments = cls(ts=max(ev.ts for ev in events))
+        increments.add_events(events, event_weights, popularity_half_life_s)
+        increments.add_pairs(pairs, covisit_half_life_s)
+        return increments
 
     def add_events(
         self, events: Iterable[InteractionEvent], event_weights: Mapping[str, float], half_life_s: float
@@ -95,11 +99,11 @@ class ItemIncrements:
         return {
             "ts": self.ts,
             "items": list(self.popularity),
-            "scores": _encode_floats(self.popularity.values(), len(self.popularity)),
+            "scores": encode_scores(self.popularity.values(), len(self.popularity)),
             "rows": list(rows),
             "sizes": [len(row) for row in rows.values()],
             "neighbours": [n for row in rows.values() for n in row],
-            "weights": _encode_floats((w for row in rows.values() for w in row.values()), n_neighbours),
+            "weights": encode_scores((w for row in rows.values() for w in row.values()), n_neighbours),
         }
 
 
@@ -115,7 +119,7 @@ def popularity_entries(value: Mapping[str, Any]) -> Iterator[tuple[str, float, f
             yield item_id, float(entry["score"]), float(entry["ref_ts"])
         return
     ts = float(value["ts"])
-    for item_id, score in zip(items, _decode_floats(value["scores"]), strict=True):
+    for item_id, score in zip(items, decode_scores(value["scores"]), strict=True):
         yield item_id, score, ts
 
 
@@ -130,7 +134,7 @@ def covisit_entries(value: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, f
         return
     ts = float(value["ts"])
     neighbours: Sequence[str] = value["neighbours"]
-    weights = _decode_floats(value["weights"])
+    weights = decode_scores(value["weights"])
     if len(weights) != len(neighbours):
         raise ValueError(f"{len(neighbours)} neighbours but {len(weights)} weights")
     start = 0
