@@ -95,6 +95,22 @@ def parse_embed_request(body: bytes, max_texts: int) -> EmbedRequest:
     return EmbedRequest(texts=texts, encoding=encoding)
 
 
+def embed_response(model_id: str, vectors: np.ndarray, encoding: Encoding) -> bytes:
+    """The JSON body answering ``POST /embed``: ``{"model", "dim", "vectors"}``.
+
+    The base64 form is assembled directly: base64 text needs no JSON escaping, and scanning it
+    through ``json.dumps`` took a seventh of the event loop's time under load, time the model
+    thread then waited for the GIL.
+    """
+    head = json.dumps({"model": model_id, "dim": int(vectors.shape[1])}, separators=(",", ":"))[:-1]
+    if encoding == "float":
+        return f'{head},"vectors":{json.dumps(vectors.tolist(), separators=(",", ":"))}}}'.encode()
+    if len(vectors) == 0:
+        return head.encode() + b',"vectors":[]}'
+    rows = b'","'.join(base64.b64encode(row) for row in vectors.astype("<f4", copy=False))
+    return head.encode() + b',"vectors":["' + rows + b'"]}'
+
+
 def _error_response(error: EncoderError) -> web.Response:
     return web.json_response({"error": error.detail, "error_type": error.reason}, status=error.status)
 
@@ -234,15 +250,8 @@ class EncoderService:
         with self.metrics.in_progress.track_inprogress():
             vectors = await self.encode(parsed.texts)
         self.metrics.texts.inc(len(parsed.texts))
-        if parsed.encoding == "base64":
-            little_endian = vectors.astype("<f4", copy=False)
-            payload: list[Any] = [base64.b64encode(row.tobytes()).decode("ascii") for row in little_endian]
-        else:
-            payload = vectors.tolist()
-        encoder = self.encoder
-        body_out = {"model": encoder.model_id, "dim": encoder.dim, "vectors": payload}
         return web.Response(
-            body=json.dumps(body_out, separators=(",", ":")).encode("utf-8"),
+            body=embed_response(self.encoder.model_id, vectors, parsed.encoding),
             content_type="application/json",
         )
 

@@ -313,6 +313,52 @@ def test_cuda_without_cuda_is_refused() -> None:
         TextEncoder("/nonexistent/model", device="cuda")
 
 
+_needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.model
+@_needs_cuda
+def test_cuda_float16_agrees_with_cpu_float32(
+    make_encoder: Callable[..., TextEncoder], text_encoder: TextEncoder, movie_texts: list[str]
+) -> None:
+    gpu = make_encoder(device="cuda")
+    assert (gpu.device, gpu.dtype) == ("cuda", "float16")
+    texts = MIXED_LENGTHS + movie_texts
+    vectors = gpu.encode(texts)
+    assert vectors.dtype == np.float32 and vectors.shape == (len(texts), DIM)
+    _assert_unit_norm(vectors)
+    cosine = _cosine(vectors, text_encoder.encode(texts))
+    assert cosine.min() >= 0.999, f"worst agreement {cosine.min():.6f}"
+
+
+@pytest.mark.model
+@_needs_cuda
+def test_cuda_attention_does_not_use_cudnn(
+    make_encoder: Callable[..., TextEncoder], movie_texts: list[str]
+) -> None:
+    # cuDNN attention builds a plan per batch shape; the encoder's batches vary in shape.
+    gpu = make_encoder(device="cuda")
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        gpu.encode(movie_texts)
+    ops = {event.key for event in profile.key_averages()}
+    assert any("scaled_dot_product" in op for op in ops), sorted(ops)
+    assert not any("cudnn_attention" in op for op in ops), sorted(ops)
+
+
+@pytest.mark.model
+@_needs_cuda
+def test_cuda_pipelined_chunks_keep_input_order(
+    make_encoder: Callable[..., TextEncoder], all_movie_texts: list[str]
+) -> None:
+    # More texts than one pipeline chunk: tokenisation of the next chunk overlaps GPU work,
+    # and the vectors must still come back in input order.
+    gpu = make_encoder(device="cuda", dtype="float32")
+    texts = all_movie_texts[:5000]
+    together = gpu.encode(texts)
+    one_by_one = np.concatenate([gpu.encode(texts[i : i + 500]) for i in range(0, len(texts), 500)])
+    assert _cosine(together, one_by_one).min() >= 0.9999
+
+
 def test_empty_model_name_is_refused() -> None:
     with pytest.raises(ValueError, match="model"):
         TextEncoder("")
