@@ -45,9 +45,9 @@ def broker_profile_options(settings: Settings) -> dict[str, Any]:
 
 def create_app(settings: Settings) -> faust.App:
     """The Faust app of a streamrank worker (no topics, tables or agents yet)."""
-    # tansu:// is Faust's aiokafka transport with the embedded broker's fetch quirk
-    # handled (stream.embedded.EmbeddedTransport).
-    scheme = "tansu" if settings.is_embedded else "kafka"
+    # streamrank:// is Faust's aiokafka transport with a cheaper per-message delivery
+    # (stream.transport); tansu:// adds the embedded broker's quirks (stream.embedded).
+    scheme = "tansu" if settings.is_embedded else "streamrank"
     return faust.App(
         settings.app_id,
         broker=[f"{scheme}://{server}" for server in settings.bootstrap_servers],

@@ -22,6 +22,7 @@ from aiokafka.protocol.fetch import FetchRequest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from stream import transport
 from stream.errors import BrokerUnavailable
 
 if TYPE_CHECKING:
@@ -175,13 +176,14 @@ class _EmbeddedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return await true_end_offsets(self._ensure_consumer(), listed)
 
 
-class _EmbeddedConsumer(faust_aiokafka.Consumer):
+class _EmbeddedConsumer(transport.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _EmbeddedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
 
-class EmbeddedTransport(faust_aiokafka.Transport):
-    """Faust's aiokafka transport with the embedded broker's fetch and end-offset quirks handled.
+class EmbeddedTransport(transport.KafkaTransport):
+    """streamrank's Kafka transport (``stream.transport``) with the embedded broker's fetch
+    and end-offset quirks handled.
 
     Registered as the ``tansu://`` broker scheme (entry point ``faust.transports``).
     """

@@ -1,0 +1,109 @@
+"""The transport's inline delivery: a coroutine run until it waits, then resumed as a task."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+
+import pytest
+from faust.transport import consumer as faust_consumer
+
+from stream.transport import resume, run_until_blocked
+
+# sha256 of faust-streaming 0.15's Consumer._drain_messages, which stream.transport.Consumer
+# copies with one change. A new Faust release that changes it must be re-read and merged.
+FAUST_DRAIN_LOOP_SHA256 = "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417"
+
+
+def test_faust_drain_loop_is_the_one_the_transport_copies() -> None:
+    source = inspect.getsource(faust_consumer.Consumer._drain_messages)
+    assert hashlib.sha256(source.encode()).hexdigest() == FAUST_DRAIN_LOOP_SHA256
+
+
+async def _no_wait(log: list[str]) -> str:
+    log.append("ran")
+    return "done"
+
+
+def test_a_coroutine_that_never_waits_completes_inline() -> None:
+    log: list[str] = []
+    done, result = run_until_blocked(_no_wait(log))
+    assert (done, result, log) == (True, "done", ["ran"])
+
+
+def test_an_exception_before_waiting_propagates() -> None:
+    async def fails() -> None:
+        raise ValueError("bad message")
+
+    with pytest.raises(ValueError, match="bad message"):
+        run_until_blocked(fails())
+
+
+def test_a_waiting_coroutine_is_resumed_with_what_it_waited_for() -> None:
+    async def main() -> list[object]:
+        queue: asyncio.Queue[int] = asyncio.Queue(maxsize=1)
+        await queue.put(1)
+        seen: list[object] = []
+
+        async def put_then_note() -> str:
+            await queue.put(2)  # full: waits until the reader below takes one
+            await asyncio.sleep(0)  # a bare yield to the loop as well
+            seen.append("put")
+            return "delivered"
+
+        coro = put_then_note()
+        done, waited = run_until_blocked(coro)
+        assert not done and isinstance(waited, asyncio.Future)
+        task = asyncio.ensure_future(resume(coro, waited))
+        seen.append(await queue.get())
+        seen.append(await task)
+        seen.append(await queue.get())
+        return seen
+
+    assert asyncio.run(main()) == [1, "put", "delivered", 2]
+
+
+def test_cancelling_the_resumed_task_cancels_the_coroutine() -> None:
+    async def main() -> list[str]:
+        log: list[str] = []
+        never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def wait_forever() -> None:
+            try:
+                await never
+            except asyncio.CancelledError:
+                log.append("cancelled inside")
+                raise
+
+        coro = wait_forever()
+        done, waited = run_until_blocked(coro)
+        assert not done
+        task = asyncio.ensure_future(resume(coro, waited))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert never.cancelled()
+        return log
+
+    assert asyncio.run(main()) == ["cancelled inside"]
+
+
+def test_an_exception_after_waiting_reaches_the_awaiting_task() -> None:
+    async def main() -> None:
+        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def fails_later() -> None:
+            await gate
+            raise RuntimeError("late failure")
+
+        coro = fails_later()
+        done, waited = run_until_blocked(coro)
+        assert not done
+        task = asyncio.ensure_future(resume(coro, waited))
+        gate.set_result(None)
+        with pytest.raises(RuntimeError, match="late failure"):
+            await task
+
+    asyncio.run(main())
