@@ -1,4 +1,5 @@
-"""The transport's inline delivery: a coroutine run until it waits, then resumed as a task."""
+"""The transport: inline delivery (a coroutine run until it waits, then resumed as a task) and
+the hold on stream records during a rebalance."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import inspect
 
 import pytest
 from faust.transport import consumer as faust_consumer
+from faust.types import TP
 
-from stream.transport import resume, run_until_blocked
+from stream.transport import RebalanceHold, resume, run_until_blocked
 
 # sha256 of faust-streaming 0.15's Consumer._drain_messages, which stream.transport.Consumer
 # copies with one change. A new Faust release that changes it must be re-read and merged.
@@ -107,3 +109,34 @@ def test_an_exception_after_waiting_reaches_the_awaiting_task() -> None:
             await task
 
     asyncio.run(main())
+
+
+class _App:
+    rebalancing = False
+
+
+def test_stream_records_are_held_during_a_rebalance_and_a_seek_follows_once() -> None:
+    app = _App()
+    changelog = TP("streamrank-user_profiles-changelog", 0)
+    events = TP("events", 0)
+    hold = RebalanceHold(app, lambda tp: tp.topic.endswith("-changelog"))
+    assert hold.admit(events) and not hold.seek_due()  # no rebalance: nothing held
+
+    app.rebalancing = True
+    assert hold.admit(changelog), "table recovery reads changelogs during the rebalance"
+    assert not hold.admit(events)
+    assert not hold.seek_due(), "no seek while the rebalance is under way"
+
+    app.rebalancing = False
+    assert hold.admit(events)
+    assert hold.seek_due()
+    assert not hold.seek_due(), "one seek per rebalance"
+
+
+def test_a_rebalance_without_held_records_needs_no_seek() -> None:
+    app = _App()
+    hold = RebalanceHold(app, lambda tp: True)
+    app.rebalancing = True
+    assert hold.admit(TP("streamrank-item_popularity-changelog", 1))
+    app.rebalancing = False
+    assert not hold.seek_due()
