@@ -78,8 +78,8 @@ class RebalanceHold:
     """Holds back stream records fetched while the app rebalances; says when to seek back.
 
     Stream records handed over while a rebalance (table recovery included) was still under
-    way were lost in about half of the runs of a worker restarted on a backlog: read, even
-    committed, but never processed. Held records are not marked read; once the rebalance
+    way were lost in 6 of 15 runs of a worker restarted on a backlog: read, even committed,
+    but never processed. Held records are not marked read; once the rebalance
     is over, a seek to the committed offsets fetches them again, as Faust itself does with
     records fetched while its flow is stopped. Changelog records pass: recovery reads them.
     """
@@ -110,7 +110,8 @@ class Consumer(faust_aiokafka.Consumer):
     async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover - Faust's loop
         # Faust's Consumer._drain_messages (faust-streaming 0.15), with the delivery
         # ``await self.wait_first(callback(message), self.suspend_flow.wait())`` run inline
-        # first. tests/stream/test_transport.py fails when Faust's loop changes.
+        # first, and stream records held during rebalances (RebalanceHold).
+        # tests/stream/test_transport.py fails when Faust's loop changes.
         callback = self.callback
         getmany = self.getmany
         consumer_should_stop = cast(Service, self)._stopped.is_set  # noqa: SLF001
