@@ -102,7 +102,7 @@ def embed_response(model_id: str, vectors: np.ndarray, encoding: Encoding) -> by
     through ``json.dumps`` took a seventh of the event loop's time under load, time the model
     thread then waited for the GIL.
     """
-    head = json.dumps({"model": model_id, "dim": int(vectors.shape[1])}, separators=(",", ":"))[:-1]
+    head = f'{{"model":{json.dumps(model_id)},"dim":{vectors.shape[1]}'
     if encoding == "float":
         return f'{head},"vectors":{json.dumps(vectors.tolist(), separators=(",", ":"))}}}'.encode()
     if len(vectors) == 0:
