@@ -98,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     eval_ml.add_argument("--seed", type=int, default=0, help="seed of the sample and the random method")
     eval_ml.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
     eval_ml.add_argument("--report", type=Path, help="write a Markdown report and a PNG plot here")
+    eval_ml.add_argument(
+        "--popularity-half-life-s",
+        type=float,
+        default=None,
+        help="half-life of the popularity baseline's counts (default: one year, its best on a "
+        "tuning split; the hybrid always uses STREAMRANK_POPULARITY_HALF_LIFE_S)",
+    )
     eval_ml.add_argument("--no-progress", action="store_true", help="no progress bar")
     eval_ml.add_argument(
         "--online",
@@ -245,11 +252,12 @@ def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
     if args.dataset == "mind":
         return _run_eval_mind(args, settings)
     from encoders.text import TextEncoder
-    from stream.eval_movielens import evaluate_movielens, split_movielens
+    from stream.eval_movielens import BASELINE_POPULARITY_HALF_LIFE_S, evaluate_movielens, split_movielens
     from stream.movielens import resolve_data_dir
     from stream.report import metrics_table, write_eval_report
 
     data = resolve_data_dir(settings.data, settings.cache_dir)
+    baseline_half_life = args.popularity_half_life_s or BASELINE_POPULARITY_HALF_LIFE_S
     summary = evaluate_movielens(
         settings,
         data,
@@ -257,6 +265,7 @@ def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
         eval_fraction=args.eval_fraction,
         sample=args.sample,
         seed=args.seed,
+        baseline_popularity_half_life_s=baseline_half_life,
         show_progress=not args.no_progress,
     )
     print(f"MovieLens prequential evaluation: {summary['n']} scored events")
@@ -267,6 +276,8 @@ def _run_eval(args: argparse.Namespace, settings: Settings) -> int:
         "5 earlier interactions.",
         "Each scored event is ranked against the whole catalog before it is applied; items the "
         "user interacted with are excluded.",
+        f"popularity: counts decayed with a {baseline_half_life / 86400:g}-day half-life (the "
+        f"baseline's own); the hybrid's popularity term: {settings.popularity_half_life_s / 86400:g} days.",
     ]
     if args.online:
         from stream.eval_online import replay_online, score_online

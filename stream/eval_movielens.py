@@ -33,6 +33,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Half-life of the popularity baseline's counts: the best for popularity alone on a
+# tuning split of MovieLens (first 80% of the available ratings, scored on their own last
+# 20%; HR@10 7 days 0.020, 30 days 0.029, 90 days 0.040, 180 days 0.042, 1 year 0.047,
+# 2 years 0.045, 10 years 0.042). Production's half-life suits the hybrid, not the baseline.
+BASELINE_POPULARITY_HALF_LIFE_S = 365 * 86400.0
+
 
 @dataclass(frozen=True, slots=True)
 class EvalSplit:
@@ -101,8 +107,10 @@ def encode_cached(encoder: TextEncoder, texts: Sequence[str], cache_dir: Path) -
     return vectors
 
 
-def new_state(settings: Settings, model_id: str, dim: int) -> StreamState:
-    """Empty state configured like the workers."""
+def new_state(
+    settings: Settings, model_id: str, dim: int, baseline_popularity_half_life_s: float | None = None
+) -> StreamState:
+    """Empty state configured like the workers (and, if given, the popularity baseline's counts)."""
     return StreamState(
         CatalogIndex(model_id, dim, similarity_cache_bytes=settings.similarity_cache_mb << 20),
         ProfileParams(
@@ -114,6 +122,7 @@ def new_state(settings: Settings, model_id: str, dim: int) -> StreamState:
         settings.covisit_params(),
         settings.event_weights,
         settings.popularity_half_life_s,
+        baseline_popularity_half_life_s,
     )
 
 
@@ -126,16 +135,21 @@ def evaluate_movielens(
     sample: float = 0.25,
     seed: int = 0,
     methods: Sequence[str] = METHODS,
+    baseline_popularity_half_life_s: float | None = BASELINE_POPULARITY_HALF_LIFE_S,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Run the offline prequential evaluation; return the JSON summary."""
+    """Run the offline prequential evaluation; return the JSON summary.
+
+    The ``popularity`` method ranks by counts decayed with ``baseline_popularity_half_life_s``
+    (None: production's half-life); every other method uses production's counts.
+    """
     split = split_movielens(data, eval_fraction, sample, seed, settings.max_text_chars)
     vectors = encode_cached(encoder, split.texts, Path(settings.cache_dir))
     items = [
         CatalogItem(item_id, vectors[i], split.item_ts[i], split.available_ts[i])
         for i, item_id in enumerate(split.item_ids)
     ]
-    state = new_state(settings, encoder.model_id, encoder.dim)
+    state = new_state(settings, encoder.model_id, encoder.dim, baseline_popularity_half_life_s)
     progress = _progress_bar(len(split.events), show_progress)
     try:
         n, results = prequential(

@@ -25,7 +25,7 @@ from stream.catalog import CatalogIndex
 from stream.covisit import CovisitParams, CovisitRow
 from stream.interactions import apply_user_events
 from stream.profiles import ProfileParams, UserProfile
-from stream.ranking import RankingConfig, UserView, rank_catalog_batch
+from stream.ranking import CatalogView, RankingConfig, UserView, rank_catalog_batch
 from stream.records import InteractionEvent
 from stream.statistics import ItemIncrements
 
@@ -35,8 +35,14 @@ METHODS = ("random", "popularity", "content", "covisit", "hybrid")
 TIE_BREAK = 1e-3
 
 
-def method_configs(hybrid: RankingConfig) -> dict[str, RankingConfig]:
-    """The ranking configuration of each scored method; ``hybrid`` is production's."""
+def method_configs(
+    hybrid: RankingConfig, popularity_half_life_s: float | None = None
+) -> dict[str, RankingConfig]:
+    """The ranking configuration of each scored method; ``hybrid`` is production's.
+
+    ``popularity_half_life_s`` is the popularity baseline's own half-life (None: the
+    production one).
+    """
     off = {
         "weight_interest": 0.0,
         "weight_history": 0.0,
@@ -46,7 +52,11 @@ def method_configs(hybrid: RankingConfig) -> dict[str, RankingConfig]:
         "weight_era": 0.0,
     }
     return {
-        "popularity": dataclasses.replace(hybrid, **{**off, "weight_popularity": 1.0}),
+        "popularity": dataclasses.replace(
+            hybrid,
+            **{**off, "weight_popularity": 1.0},
+            popularity_half_life_s=popularity_half_life_s or hybrid.popularity_half_life_s,
+        ),
         "content": dataclasses.replace(
             hybrid,
             **{**off, "weight_interest": hybrid.weight_interest, "weight_history": hybrid.weight_history},
@@ -105,6 +115,10 @@ class StreamState:
     Profiles play the ``user-profiles`` table; the index plays the global tables
     (catalog, popularity, co-visitation) exactly as the workers' changelog handlers
     apply them.
+
+    With ``baseline_popularity_half_life_s``, decayed counts at that half-life are kept
+    beside production's for the popularity baseline: a baseline tuned on its own, not
+    handicapped by the half-life that suits the hybrid.
     """
 
     def __init__(
@@ -114,6 +128,7 @@ class StreamState:
         covisit_params: CovisitParams,
         event_weights: Mapping[str, float],
         popularity_half_life_s: float,
+        baseline_popularity_half_life_s: float | None = None,
     ) -> None:
         self.index = index
         self.profile_params = profile_params
@@ -124,6 +139,10 @@ class StreamState:
         self.interacted: dict[str, set[str]] = {}
         self._popularity: dict[str, tuple[float, float]] = {}
         self._covisits: dict[str, CovisitRow] = {}
+        self.baseline_popularity_half_life_s = baseline_popularity_half_life_s
+        self._baseline: dict[str, tuple[float, float]] = {}
+        # (score, ref_ts) per catalog row of the baseline's counts.
+        self._baseline_rows = np.zeros((0, 2))
 
     def apply_to_profile(
         self, user_id: str, events: Sequence[InteractionEvent]
@@ -157,6 +176,8 @@ class StreamState:
             merged = popularity.merge(old_score, old_ts, score, increments.ts, self.popularity_half_life_s)
             self._popularity[item_id] = merged
             self.index.set_popularity(item_id, *merged)
+        if self.baseline_popularity_half_life_s is not None:
+            self._apply_baseline(events)
         for row_id, scores in increments.covisits.items():
             row = covisit.merge_row(self._covisits.get(row_id), scores, increments.ts, self.covisit_params)
             # As a worker: the row kept is the one written to the table, which the next
@@ -164,6 +185,33 @@ class StreamState:
             stored = covisit.published(row, self.covisit_params.max_neighbours)
             self._covisits[row_id] = stored
             self.index.set_covisits(row_id, stored)
+
+    def _apply_baseline(self, events: Sequence[InteractionEvent]) -> None:
+        half_life = self.baseline_popularity_half_life_s
+        increments = ItemIncrements.of_batch(events, [], self.event_weights, half_life, half_life)
+        ids = list(increments.popularity)
+        rows = self.index.rows_of(ids)  # every id has a row: production's counts made it
+        if rows.max(initial=-1) >= len(self._baseline_rows):
+            grown = np.zeros((max(2 * len(self._baseline_rows), int(rows.max()) + 1), 2))
+            grown[: len(self._baseline_rows)] = self._baseline_rows
+            self._baseline_rows = grown
+        for item_id, row in zip(ids, rows, strict=True):
+            old_score, old_ts = self._baseline.get(item_id, (0.0, 0.0))
+            merged = popularity.merge(
+                old_score, old_ts, increments.popularity[item_id], increments.ts, half_life
+            )
+            self._baseline[item_id] = merged
+            self._baseline_rows[row] = merged
+
+    def baseline_catalog(self, catalog: CatalogView) -> CatalogView:
+        """``catalog`` with the popularity baseline's counts (itself without a baseline half-life)."""
+        if self.baseline_popularity_half_life_s is None:
+            return catalog
+        n = len(catalog.item_ids)
+        counts = np.zeros((n, 2))
+        held = min(n, len(self._baseline_rows))
+        counts[:held] = self._baseline_rows[:held]
+        return dataclasses.replace(catalog, popularity=counts[:, 0], popularity_ref_ts=counts[:, 1])
 
     def user_view(self, user_id: str, config: RankingConfig) -> UserView:
         """The ranking view of a user, excluding every item the user interacted with."""
@@ -204,7 +252,7 @@ def prequential(
         (number of scored events, metrics per method).
     """
     methods = list(methods)
-    configs = method_configs(hybrid)
+    configs = method_configs(hybrid, state.baseline_popularity_half_life_s)
     totals = {m: MethodTotals(k) for m in methods}
     rng = np.random.default_rng(seed)
     pending_items = sorted(items, key=lambda it: it.available_ts)
@@ -230,7 +278,8 @@ def prequential(
                     pick = rng.choice(rows, size=min(k, rows.size), replace=False)
                     ranked_ids = [catalog.item_ids[r] for r in pick]
                 else:
-                    ranked = rank_catalog_batch([view], catalog, [event.ts], configs[method], k)[0]
+                    method_catalog = state.baseline_catalog(catalog) if method == "popularity" else catalog
+                    ranked = rank_catalog_batch([view], method_catalog, [event.ts], configs[method], k)[0]
                     ranked_ids = [r.item_id for r in ranked]
                 totals[method].add(ranked_ids, event.item_id)
         state.apply([event])

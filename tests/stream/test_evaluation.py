@@ -60,15 +60,20 @@ def test_methods_differ_only_in_weights() -> None:
         "hybrid": 0.2,
     }
     assert {c.history_items for c in configs.values()} == {7}
+    # The popularity baseline may decay its counts with its own half-life.
+    own = method_configs(hybrid, popularity_half_life_s=123.0)
+    assert own["popularity"].popularity_half_life_s == 123.0
+    assert own["hybrid"].popularity_half_life_s == hybrid.popularity_half_life_s
 
 
-def _state() -> StreamState:
+def _state(popularity_half_life_s: float = 1e9, baseline_half_life_s: float | None = None) -> StreamState:
     return StreamState(
         CatalogIndex("m", DIM),
         ProfileParams(half_life_s=1e9, history_size=50, pending_size=10, model_id="m"),
         CovisitParams(window=3, window_s=1e9, half_life_s=1e9),
         {"view": 1.0},
-        1e9,
+        popularity_half_life_s,
+        baseline_half_life_s,
     )
 
 
@@ -129,3 +134,24 @@ def test_users_with_short_histories_are_not_scored() -> None:
     scored = np.ones(len(events), dtype=bool)
     n, _ = prequential(_state(), _items(10), events, scored, RankingConfig(), min_history=5)
     assert n == 0
+
+
+@pytest.mark.parametrize(("baseline_half_life_s", "hit"), [(None, 0.0), (1e9, 1.0)])
+def test_the_popularity_baseline_decays_with_its_own_half_life(
+    baseline_half_life_s: float | None, hit: float
+) -> None:
+    # i1 was taken by 20 users long ago, i2 by 2 users just now; the scored user takes i1.
+    events = [_view(f"old{u}", "i1", float(u)) for u in range(20)]
+    events += [_view(f"new{u}", "i2", 1000.0 + u) for u in range(2)]
+    events += [*_session("u", ["i3", "i4", "i5", "i6", "i7"], 1010.0), _view("u", "i1", 1020.0)]
+    scored = np.zeros(len(events), dtype=bool)
+    scored[-1] = True
+    # Production's 10-second half-life has forgotten i1; a baseline with its own long one has not.
+    state = _state(popularity_half_life_s=10.0, baseline_half_life_s=baseline_half_life_s)
+    config = RankingConfig(popularity_half_life_s=10.0)
+    n, results = prequential(state, _items(10), events, scored, config, k=1, methods=["popularity"])
+    assert n == 1
+    assert results["popularity"]["hr@1"] == hit
+    # Production's counts, which the other methods rank with, are the same either way.
+    i1, i2 = state.index.rows_of(["i1", "i2"])
+    assert state.index.view().popularity[i1] < state.index.view().popularity[i2]
