@@ -140,7 +140,6 @@ class StreamState:
         self._popularity: dict[str, tuple[float, float]] = {}
         self._covisits: dict[str, CovisitRow] = {}
         self.baseline_popularity_half_life_s = baseline_popularity_half_life_s
-        self._baseline: dict[str, tuple[float, float]] = {}
         # (score, ref_ts) per catalog row of the baseline's counts.
         self._baseline_rows = np.zeros((0, 2))
 
@@ -196,12 +195,10 @@ class StreamState:
             grown[: len(self._baseline_rows)] = self._baseline_rows
             self._baseline_rows = grown
         for item_id, row in zip(ids, rows, strict=True):
-            old_score, old_ts = self._baseline.get(item_id, (0.0, 0.0))
-            merged = popularity.merge(
+            old_score, old_ts = self._baseline_rows[row]
+            self._baseline_rows[row] = popularity.merge(
                 old_score, old_ts, increments.popularity[item_id], increments.ts, half_life
             )
-            self._baseline[item_id] = merged
-            self._baseline_rows[row] = merged
 
     def baseline_catalog(self, catalog: CatalogView) -> CatalogView:
         """``catalog`` with the popularity baseline's counts (itself without a baseline half-life)."""
