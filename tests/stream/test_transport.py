@@ -14,7 +14,8 @@ from faust.types import TP
 from stream.transport import RebalanceHold, resume, run_until_blocked
 
 # sha256 of faust-streaming 0.15's Consumer._drain_messages, which stream.transport.Consumer
-# copies with one change. A new Faust release that changes it must be re-read and merged.
+# copies with two changes (inline delivery; stream records held during rebalances). A new
+# Faust release that changes it must be re-read and merged.
 FAUST_DRAIN_LOOP_SHA256 = "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417"
 
 
