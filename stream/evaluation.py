@@ -187,7 +187,8 @@ class StreamState:
 
     def _apply_baseline(self, events: Sequence[InteractionEvent]) -> None:
         half_life = self.baseline_popularity_half_life_s
-        increments = ItemIncrements.of_batch(events, [], self.event_weights, half_life, half_life)
+        increments = ItemIncrements(ts=max(ev.ts for ev in events))
+        increments.add_events(events, self.event_weights, half_life)
         ids = list(increments.popularity)
         rows = self.index.rows_of(ids)  # every id has a row: production's counts made it
         if rows.max(initial=-1) >= len(self._baseline_rows):
