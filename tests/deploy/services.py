@@ -28,16 +28,34 @@ T = TypeVar("T")
 COMPOSE_PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 
 
-def wait_for(check: Callable[[], T | None], timeout_s: float, what: str, interval_s: float = 0.5) -> T:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` after the timeout."""
+def wait_for(
+    check: Callable[[], T | None],
+    timeout_s: float,
+    what: str,
+    interval_s: float = 0.5,
+    state: Callable[[], str] | None = None,
+) -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after the timeout.
+
+    ``state``, if given, describes what was seen instead; its text ends the failure message.
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         result = check()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+            seen = f"\n{state()}" if state is not None else ""
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}{seen}")
         time.sleep(interval_s)
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of a child process's log, for failure messages."""
+    if not path.exists():
+        return f"(no log at {path})"
+    tail = path.read_text(errors="replace").splitlines()[-lines:]
+    return f"last {len(tail)} lines of {path}:\n" + "\n".join(tail)
 
 
 def _stop(process: subprocess.Popen[bytes] | None, timeout_s: float = 20.0) -> None:
