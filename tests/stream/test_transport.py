@@ -1,21 +1,24 @@
-"""The transport: inline delivery (a coroutine run until it waits, then resumed as a task) and
-the hold on stream records during a rebalance."""
+"""The transport: inline delivery (a coroutine run until it waits, then resumed as a task), the
+hold on stream records during a rebalance, and commits by count beside delivery."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import inspect
+from collections.abc import Coroutine
+from typing import Any
 
 import pytest
 from faust.transport import consumer as faust_consumer
 from faust.types import TP
 
-from stream.transport import RebalanceHold, resume, run_until_blocked
+from stream.transport import Consumer, RebalanceHold, resume, run_until_blocked
 
 # sha256 of faust-streaming 0.15's Consumer._drain_messages, which stream.transport.Consumer
-# copies with two changes (inline delivery; stream records held during rebalances). A new
-# Faust release that changes it must be re-read and merged.
+# copies with three changes (inline delivery; stream records held during rebalances; the
+# commit by count started beside delivery). A new Faust release that changes it must be
+# re-read and merged.
 FAUST_DRAIN_LOOP_SHA256 = "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417"
 
 
@@ -141,3 +144,41 @@ def test_a_rebalance_without_held_records_needs_no_seek() -> None:
     assert hold.admit(TP("streamrank-item_popularity-changelog", 1))
     app.rebalancing = False
     assert not hold.seek_due()
+
+
+class _CommittingConsumer:
+    """What Consumer._commit_beside_delivery uses of the consumer: its futures and commit."""
+
+    _count_commit: asyncio.Future | None = None
+
+    def __init__(self) -> None:
+        self.commits_started = 0
+        self.release = asyncio.Event()
+
+    def add_future(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future:
+        return asyncio.ensure_future(coro)
+
+    async def commit(self) -> bool:
+        self.commits_started += 1
+        await self.release.wait()  # a producer flush that lasts
+        return True
+
+
+def test_a_commit_by_count_runs_beside_delivery_one_at_a_time() -> None:
+    async def main() -> None:
+        consumer = _CommittingConsumer()
+        start = Consumer._commit_beside_delivery
+        start(consumer)  # returns at once: delivery does not wait for the flush
+        await asyncio.sleep(0)
+        assert consumer.commits_started == 1
+        start(consumer)  # due again while the first is under way: it covers those acks too
+        await asyncio.sleep(0)
+        assert consumer.commits_started == 1
+        consumer.release.set()
+        await consumer._count_commit
+        start(consumer)
+        await asyncio.sleep(0)
+        assert consumer.commits_started == 2
+        await consumer._count_commit
+
+    asyncio.run(main())
