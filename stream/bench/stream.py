@@ -91,8 +91,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-items", type=int, default=None, help="publish only the first N movies (default all)"
     )
+    parser.add_argument(
+        "--rates",
+        type=_rates,
+        default=None,
+        metavar="R1,R2,...",
+        help="offer these events/s (over all workers) in the latency phases instead of 25/50/75%% "
+        "of the measured maximum: fixed rates make two runs comparable",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
     parser.add_argument("--report", type=Path, help="write a Markdown report and a latency plot here")
+
+
+def _rates(text: str) -> list[float]:
+    try:
+        rates = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from None
+    if not rates or min(rates) <= 0:
+        raise argparse.ArgumentTypeError("rates must be positive")
+    return rates
 
 
 @dataclass
@@ -123,8 +141,11 @@ class StreamBenchResult:
         return self.max_throughput.achieved_per_s / self.workers
 
     def summary(self) -> dict[str, Any]:
-        """The JSON line: per-worker events/s, ceiling, latency and offered rate at 50% load."""
-        at = self.loads[_JSON_LOAD]
+        """The JSON line: per-worker events/s, ceiling, latency and offered rate at 50% load.
+
+        With fixed ``--rates``, the latency phase nearest 50% of the measured maximum.
+        """
+        at = self.loads[min(self.loads, key=lambda load: abs(load - _JSON_LOAD))]
         return {
             "events_per_s": round(self.events_per_s_per_worker, 1),
             "ceiling_events_per_s": round(self.ceiling.achieved_per_s, 1),
@@ -177,6 +198,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         warmup_events=args.warmup_events,
         duration_s=args.duration_s,
         max_items=args.max_items,
+        rates=args.rates,
     )
     print(results_table(result), flush=True)
     if args.report:
@@ -197,6 +219,7 @@ def run_stream_bench(
     duration_s: float = 20.0,
     max_items: int | None = None,
     loads: Sequence[float] = LOADS,
+    rates: Sequence[float] | None = None,
 ) -> StreamBenchResult:
     """Run every phase on the configured broker (or an embedded one) and return the figures.
 
@@ -208,6 +231,8 @@ def run_stream_bench(
         duration_s: length of each fixed-rate phase.
         max_items: publish only the first N movies (and replay only ratings of them).
         loads: fractions of the measured maximum offered in the latency phases.
+        rates: events/s offered in the latency phases instead (keyed by their fraction of
+            the measured maximum in the result).
     """
     from stream.embedded import configured_or_embedded
 
@@ -228,8 +253,14 @@ def run_stream_bench(
             ceiling, max_phase = bench.backlog(events)
             max_rate = max_phase.achieved_per_s
             measured = {}
-            for load in loads:
-                measured[load] = bench.at_rate(load, load * max_rate, duration_s)
+            if rates:
+                offered = [
+                    (rate / max_rate, rate, f"{rate:.0f}/s ({rate / max_rate:.0%} of max)") for rate in rates
+                ]
+            else:
+                offered = [(load, load * max_rate, f"{load:.0%} of max") for load in loads]
+            for load, rate, name in offered:
+                measured[load] = bench.at_rate(name, rate, duration_s)
             return StreamBenchResult(workers, events, ceiling, max_phase, measured)
 
 
@@ -450,7 +481,7 @@ class _Bench:
         )
         return ceiling, max_phase
 
-    def at_rate(self, load: float, rate: float, duration_s: float) -> Phase:
+    def at_rate(self, name: str, rate: float, duration_s: float) -> Phase:
         """Offer ``rate`` events/s for ``duration_s``; latency from the histogram deltas."""
         from stream.process import histogram_quantile, sample_delta, sample_sum
 
@@ -468,7 +499,7 @@ class _Bench:
             f"p{round(q * 100)}": histogram_quantile(q, delta, LATENCY_METRIC) for q in (0.5, 0.95, 0.99)
         }
         phase = Phase(
-            f"{load:.0%} of max",
+            name,
             n / sent_s,
             n / max(ended - started, 1e-9),
             n,
@@ -563,6 +594,8 @@ def _command_line(args: argparse.Namespace) -> str:
         flags.append(f"--bootstrap {args.broker}")
     if args.max_items:
         flags.append(f"--max-items {args.max_items}")
+    if args.rates:
+        flags.append("--rates " + ",".join(f"{rate:g}" for rate in args.rates))
     return "streamrank bench stream " + " ".join(flags)
 
 

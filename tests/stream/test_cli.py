@@ -109,5 +109,10 @@ def test_bench_stream_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (args.workers, args.events, args.json, args.duration_s) == (2, 5000, True, 20.0)
     assert settings_from_args(args).bootstrap_servers == ["k:9092"]
     defaults = build_parser().parse_args(["bench", "stream"])
-    assert (defaults.workers, defaults.json, defaults.report) == (1, False, None)
+    assert (defaults.workers, defaults.json, defaults.report, defaults.rates) == (1, False, None, None)
+    fixed = build_parser().parse_args(["bench", "stream", "--rates", "400,700.5"])
+    assert fixed.rates == [400.0, 700.5]
+    for bad in ("400,fast", "400,0"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["bench", "stream", "--rates", bad])
     assert settings_from_args(defaults).bootstrap_servers == ["from-env:9092"]
