@@ -119,9 +119,13 @@ def _traffic(stack: Stack, data: Path) -> tuple[list[movielens.Movie], list[dict
     return [movies[i] for i in catalog], events, malformed
 
 
-def _counters(worker: WorkerProcess) -> dict[str, float]:
+def _counters(worker: WorkerProcess) -> dict[str, float] | str:
     """The worker's counter samples, for failure messages."""
-    return {k: v for k, v in worker.metrics().items() if k.split("{")[0].endswith("_total")}
+    try:
+        samples = worker.metrics()
+    except OSError as exc:
+        return f"(no /metrics from the worker: {exc})"
+    return {k: v for k, v in samples.items() if k.split("{")[0].endswith("_total")}
 
 
 def _value(prometheus: PrometheusServer, expr: str) -> float:
