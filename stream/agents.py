@@ -22,12 +22,13 @@ import dataclasses
 import json
 import logging
 import time
+import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from faust import streams as faust_streams
 from faust.types import EventT, StreamT
 
 from stream import covisit, popularity
@@ -95,31 +96,19 @@ def _dumps(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode("utf-8")
 
 
-def _bind_table_partition(stream: StreamT, event: EventT) -> None:
-    # Faust reads and writes a table key in the store of the stream's current event's
-    # partition; in a batch from take_events that is the last event taken, not
-    # necessarily one of the key being read or written. Point it at an event of the key.
-    # Restore the stream's own current event after the batch (stream_event_kept).
-    stream._set_current_event(event)  # noqa: SLF001
+def _bind_table_partition(event: EventT) -> None:
+    """Make ``event`` the current event of this task, for Faust's tables.
 
-
-@contextmanager
-def stream_event_kept(stream: StreamT) -> Iterator[None]:
-    """Give the stream back its current event when a batch that rebinds it is done.
-
-    take_events buffers a message that arrives while a batch is processed only once the
-    batch is done, and only then reads the message's event from ``stream.current_event``.
-    Left at an event of the batch (``_bind_table_partition``), that event was buffered in
-    the new message's place: processed twice, and the new message never (seen as a lost
-    dead letter and a view counted twice in 2 of 8 runs of the live Prometheus test, both
-    on a loaded machine). The drainer is parked for the whole batch, so the event it had
-    set is still the right one.
+    Faust reads and writes a table key in the store of the current event's partition (a
+    task-local context variable); in a batch from take_events that is the last event
+    taken, not necessarily one of the key being read or written. Only the task's variable
+    is set: ``Stream._set_current_event`` also sets ``stream.current_event``, which
+    take_events reads, once the batch is done, for a message that arrived during it. Left
+    at an event of the batch, that event was buffered in the new message's place:
+    processed twice, the new message never (a lost dead letter and a view counted twice
+    in 2 of 8 runs of the live Prometheus test, both on a loaded machine).
     """
-    kept = stream.current_event
-    try:
-        yield
-    finally:
-        stream.current_event = kept
+    faust_streams._current_event.set(weakref.ref(event))  # noqa: SLF001
 
 
 async def send_dead_letter(ctx: Pipeline, event: EventT, error: InvalidMessage) -> None:
@@ -230,52 +219,47 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
         async for events in stream.take_events(
             settings.event_batch_size, within=settings.event_batch_window_s
         ):
-            with stream_event_kept(stream):
-                started = time.perf_counter()
-                index = ctx.catalog.active  # one model for the whole batch
-                good, bad = _decode_batch(ctx, events, decode)
-                for event, exc in bad:
-                    await send_dead_letter(ctx, event, exc)
-                by_user: dict[str, list[tuple[InteractionEvent, EventT]]] = {}
-                for record, event in good:
-                    by_user.setdefault(record.user_id, []).append((record, event))
-                profiles: list[tuple[str, UserProfile, list[InteractionEvent], list[EventT]]] = []
-                pairs: list[covisit.PairIncrement] = []
-                for user_id, group in by_user.items():
-                    records = [r for r, _ in group]
-                    _bind_table_partition(stream, group[-1][1])
-                    profile, user_pairs = update_profile(ctx, index, _load_profile(ctx, user_id), records)
-                    pairs.extend(user_pairs)
-                    tables.user_profiles[user_id] = profile.to_dict()
-                    profiles.append((user_id, profile, records, [e for _, e in group]))
-                # One list per user per batch, all users scored together.
-                user_views = index.user_views(
-                    [p for _, p, _, _ in profiles], ctx.ranking.history_items, ctx.ranking.covisit_items
+            started = time.perf_counter()
+            index = ctx.catalog.active  # one model for the whole batch
+            good, bad = _decode_batch(ctx, events, decode)
+            for event, exc in bad:
+                await send_dead_letter(ctx, event, exc)
+            by_user: dict[str, list[tuple[InteractionEvent, EventT]]] = {}
+            for record, event in good:
+                by_user.setdefault(record.user_id, []).append((record, event))
+            profiles: list[tuple[str, UserProfile, list[InteractionEvent], list[EventT]]] = []
+            pairs: list[covisit.PairIncrement] = []
+            for user_id, group in by_user.items():
+                records = [r for r, _ in group]
+                _bind_table_partition(group[-1][1])
+                profile, user_pairs = update_profile(ctx, index, _load_profile(ctx, user_id), records)
+                pairs.extend(user_pairs)
+                tables.user_profiles[user_id] = profile.to_dict()
+                profiles.append((user_id, profile, records, [e for _, e in group]))
+            # One list per user per batch, all users scored together.
+            user_views = index.user_views(
+                [p for _, p, _, _ in profiles], ctx.ranking.history_items, ctx.ranking.covisit_items
+            )
+            # Popularity and freshness are evaluated once, at the batch's newest event time:
+            # the batch is "now" for every user in it.
+            now = max((p.last_event_ts for _, p, _, _ in profiles), default=0.0)
+            ranked_lists = rank_catalog_batch(user_views, index.view(), [now] * len(profiles), ctx.ranking)
+            statistics = item_statistics_by_partition(ctx, [r for r, _ in good], pairs)
+            for partition, message in statistics.items():
+                await topics.item_interactions.send(value=message, partition=partition)
+            for (user_id, profile, records, user_events), ranked in zip(profiles, ranked_lists, strict=True):
+                await _send_list(
+                    ctx,
+                    index.model_id,
+                    user_id,
+                    ranked,
+                    mode="topk",
+                    event_ts=max(r.ts for r in records),
+                    message_ts=[e.message.timestamp for e in user_events],
+                    profile=profile,
                 )
-                # Popularity and freshness are evaluated once, at the batch's newest event time:
-                # the batch is "now" for every user in it.
-                now = max((p.last_event_ts for _, p, _, _ in profiles), default=0.0)
-                ranked_lists = rank_catalog_batch(
-                    user_views, index.view(), [now] * len(profiles), ctx.ranking
-                )
-                statistics = item_statistics_by_partition(ctx, [r for r, _ in good], pairs)
-                for partition, message in statistics.items():
-                    await topics.item_interactions.send(value=message, partition=partition)
-                for (user_id, profile, records, user_events), ranked in zip(
-                    profiles, ranked_lists, strict=True
-                ):
-                    await _send_list(
-                        ctx,
-                        index.model_id,
-                        user_id,
-                        ranked,
-                        mode="topk",
-                        event_ts=max(r.ts for r in records),
-                        message_ts=[e.message.timestamp for e in user_events],
-                        profile=profile,
-                    )
-                metrics.batch_size.labels("update_user_interest").observe(len(events))
-                metrics.batch_processing.labels("update_user_interest").observe(time.perf_counter() - started)
+            metrics.batch_size.labels("update_user_interest").observe(len(events))
+            metrics.batch_processing.labels("update_user_interest").observe(time.perf_counter() - started)
 
     @app.agent(topics.item_interactions, name="count_item_popularity", concurrency=1)
     async def count_item_popularity(stream: StreamT) -> None:

@@ -1,38 +1,34 @@
-"""The events agent's binding of table partitions leaves the stream's current event alone."""
+"""The events agent binds table partitions through its own task's current event only."""
 
 from __future__ import annotations
 
-import pytest
+import asyncio
 
-from stream.agents import _bind_table_partition, stream_event_kept
+from faust import streams as faust_streams
 
-
-class _Stream:
-    """What the binding touches of a Faust stream: its current event."""
-
-    def __init__(self, current_event: object) -> None:
-        self.current_event = current_event
-
-    def _set_current_event(self, event: object) -> None:
-        self.current_event = event
+from stream.agents import _bind_table_partition
 
 
-def test_the_stream_gets_its_own_event_back_after_a_batch_rebinds_it() -> None:
-    # take_events reads stream.current_event for the message that arrived during the batch
-    # only after the batch: it must be that message's event, not the batch's last user's.
-    arrived = object()
-    stream = _Stream(arrived)
-    with stream_event_kept(stream):  # type: ignore[arg-type]
-        for batch_event in (object(), object()):
-            _bind_table_partition(stream, batch_event)  # type: ignore[arg-type]
-            assert stream.current_event is batch_event
-    assert stream.current_event is arrived
+class _Event:
+    """Stands in for a Faust event (weak-referenceable, like the real one)."""
 
 
-def test_the_stream_gets_its_own_event_back_when_a_batch_fails() -> None:
-    arrived = object()
-    stream = _Stream(arrived)
-    with pytest.raises(RuntimeError), stream_event_kept(stream):  # type: ignore[arg-type]
-        _bind_table_partition(stream, object())  # type: ignore[arg-type]
-        raise RuntimeError("ranking failed")
-    assert stream.current_event is arrived
+def test_binding_sets_the_current_event_faust_tables_read_in_this_task_only() -> None:
+    async def main() -> None:
+        batch_event = _Event()
+        seen_elsewhere: list[object] = []
+        bound = asyncio.Event()
+
+        async def drainer() -> None:  # another task, as the stream's drainer is
+            await bound.wait()
+            seen_elsewhere.append(faust_streams.current_event())
+
+        other = asyncio.create_task(drainer())
+        await asyncio.sleep(0)
+        _bind_table_partition(batch_event)  # type: ignore[arg-type]
+        bound.set()
+        await other
+        assert faust_streams.current_event() is batch_event
+        assert seen_elsewhere == [None]
+
+    asyncio.run(main())
