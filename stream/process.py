@@ -47,6 +47,13 @@ def worker_env(settings: Settings, data_dir: Path) -> dict[str, str]:
     return env
 
 
+def log_tail(path: Path, max_chars: int = 3000) -> str:
+    """The end of a child process's log, to explain a failure."""
+    if not path.exists():
+        return f"(no log at {path})"
+    return f"--- {path.name}:\n{path.read_text(errors='replace')[-max_chars:]}"
+
+
 class _ChildProcess:
     """A ``streamrank`` subcommand in a child process with an HTTP server, stopped by PID."""
 

@@ -344,8 +344,10 @@ class _Workers:
 
     def print_logs(self) -> None:
         """The tail of each worker's log, to explain a failure."""
+        from stream.process import log_tail
+
         for path in sorted(self.workdir.glob("worker-*.log")):
-            print(f"--- {path.name}:\n{path.read_text(errors='replace')[-3000:]}", flush=True)
+            print(log_tail(path), flush=True)
 
 
 class _Bench:

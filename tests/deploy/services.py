@@ -50,14 +50,6 @@ def wait_for(
         time.sleep(interval_s)
 
 
-def log_tail(path: Path, lines: int = 40) -> str:
-    """The last ``lines`` lines of a child process's log, for failure messages."""
-    if not path.exists():
-        return f"(no log at {path})"
-    tail = path.read_text(errors="replace").splitlines()[-lines:]
-    return f"last {len(tail)} lines of {path}:\n" + "\n".join(tail)
-
-
 def _stop(process: subprocess.Popen[bytes] | None, timeout_s: float = 20.0) -> None:
     if process is None or process.poll() is not None:
         return

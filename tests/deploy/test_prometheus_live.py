@@ -32,7 +32,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream import movielens
-from stream.process import WorkerProcess
+from stream.process import WorkerProcess, log_tail
 from tests.deploy.observability import (
     EXTERNAL_METRICS,
     LIVE_SOURCES,
@@ -41,7 +41,7 @@ from tests.deploy.observability import (
     metric_names,
     recorded_names,
 )
-from tests.deploy.services import EncoderService, PrometheusServer, live_config, log_tail, wait_for
+from tests.deploy.services import EncoderService, PrometheusServer, live_config, wait_for
 from tests.stack import Stack
 
 pytestmark = [pytest.mark.deploy, pytest.mark.kafka, pytest.mark.model, pytest.mark.slow]
@@ -202,24 +202,26 @@ def live(
             "streamrank_items_encoded_total": CATALOG_SIZE + LATE_ITEMS,
             "streamrank_unencoded_item_events_total": 1,
         }
-        short: dict[str, tuple[float, int]] = {}
 
-        def processed() -> bool:
-            # At least, not exactly: delivery is at-least-once, and a rebalance on a loaded
-            # machine may hand a few events over twice. Exact counts are the pipeline tests' job.
+        def short_counts() -> dict[str, tuple[float, int]]:
+            """The counts still below the traffic sent: name -> (value, wanted).
+
+            At least, not exactly: delivery is at-least-once, and a rebalance on a loaded
+            machine may hand a few events over twice. Exact counts are the pipeline tests' job.
+            """
             m = worker.metrics()
             m["streamrank_dead_letters_total"] = sum(
                 v for k, v in m.items() if k.startswith("streamrank_dead_letters_total")
             )
-            short.clear()
-            short.update({k: (m.get(k, 0), n) for k, n in wanted.items() if m.get(k, 0) < n})
-            return not short
+            return {k: (m.get(k, 0), n) for k, n in wanted.items() if m.get(k, 0) < n}
 
         wait_for(
-            processed,
+            lambda: not short_counts(),
             180,
             "the worker to process the traffic",
-            state=lambda: f"short (value, wanted): {short}\n{_counters(worker)}\n{log_tail(worker.log_path)}",
+            state=lambda: (
+                f"short (value, wanted): {short_counts()}\n{_counters(worker)}\n{log_tail(worker.log_path)}"
+            ),
         )
         # Prometheus has scraped the final counts and evaluated the rules over them.
         final = worker.metrics()['streamrank_events_total{type="rate"}']

@@ -12,6 +12,7 @@ from stream.metrics import Metrics
 from stream.process import (
     add_samples,
     histogram_quantile,
+    log_tail,
     parse_samples,
     sample_delta,
     sample_sum,
@@ -63,3 +64,12 @@ def test_worker_env_carries_the_stack_settings(tmp_path: Path) -> None:
     assert read_back.topic_partitions == 3
     assert read_back.data_dir == str(tmp_path / "state")
     assert read_back.create_topics is False
+
+
+def test_log_tail_gives_the_end_of_a_log_or_says_there_is_none(tmp_path: Path) -> None:
+    log = tmp_path / "w1.log"
+    assert log_tail(log) == f"(no log at {log})"
+    log.write_text("x" * 5000 + "last line\n")
+    tail = log_tail(log, max_chars=100)
+    assert tail.startswith("--- w1.log:\n") and tail.endswith("last line\n")
+    assert len(tail) == len("--- w1.log:\n") + 100
