@@ -128,6 +128,11 @@ def _counters(worker: WorkerProcess) -> dict[str, float] | str:
     return {k: v for k, v in samples.items() if k.split("{")[0].endswith("_total")}
 
 
+def _finite(prometheus: PrometheusServer, expr: str) -> bool:
+    """Whether ``expr`` returns a series with a finite value."""
+    return any(math.isfinite(float(s["value"][1])) for s in prometheus.query(expr))
+
+
 def _value(prometheus: PrometheusServer, expr: str) -> float:
     result = prometheus.query(expr)
     return float(result[0]["value"][1]) if result else math.nan
@@ -239,9 +244,12 @@ def live(
         for job in ("streamrank-worker", "streamrank-encoder"):
             query = f'sum(rate(streamrank_encoder_batch_size_count{{job="{job}"}}[1m])) > 0'
             wait_for(lambda query=query: prometheus.query(query), 60, f"recent encoder batches of {job}")
-        # Every recording rule has been evaluated over that data.
+        # Every recording rule has been evaluated over that data: a finite value, as the tests
+        # ask, since an evaluation before the first batches records NaN (a quantile of no rate).
         for name in sorted(recorded_names(LIVE_SOURCES)):
-            wait_for(lambda name=name: prometheus.query(name), 60, f"recorded series {name}")
+            wait_for(
+                lambda name=name: _finite(prometheus, name), 60, f"a finite value of recorded series {name}"
+            )
         yield Live(prometheus, worker, encoder_service)
     finally:
         if feeder is not None:
