@@ -37,6 +37,7 @@ from stream.config import Settings
 from stream.covisit import CovisitParams, CovisitRow
 from stream.embedding import ItemEmbedder
 from stream.errors import InvalidMessage
+from stream.intake import take_available
 from stream.interactions import apply_user_events
 from stream.metrics import Metrics
 from stream.profiles import ProfileParams, UserProfile, encode_vector
@@ -100,13 +101,12 @@ def _bind_table_partition(event: EventT) -> None:
     """Make ``event`` the current event of this task, for Faust's tables.
 
     Faust reads and writes a table key in the store of the current event's partition (a
-    task-local context variable); in a batch from take_events that is the last event
-    taken, not necessarily one of the key being read or written. Only the task's variable
-    is set: ``Stream._set_current_event`` also sets ``stream.current_event``, which
-    take_events reads, once the batch is done, for a message that arrived during it. Left
-    at an event of the batch, that event was buffered in the new message's place:
-    processed twice, the new message never (a lost dead letter and a view counted twice
-    in 2 of 8 runs of the live Prometheus test, both on a loaded machine).
+    task-local context variable), and a batch holds events of many partitions. Only the
+    task's variable is set: ``Stream._set_current_event`` also sets
+    ``stream.current_event``, which Faust's ``take_events`` (used before
+    ``stream.intake``) read for a message that arrived during a batch; left at an event
+    of the batch, that event was buffered in the new message's place, processed twice
+    and the new message never.
     """
     faust_streams._current_event.set(weakref.ref(event))  # noqa: SLF001
 
@@ -216,9 +216,7 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
     @app.agent(topics.events, name="update_user_interest", concurrency=1)
     async def update_user_interest(stream: StreamT) -> None:
         decode = lambda raw: decode_event(raw, settings.event_weights)  # noqa: E731
-        async for events in stream.take_events(
-            settings.event_batch_size, within=settings.event_batch_window_s
-        ):
+        async for events in take_available(stream, settings.event_batch_size, settings.event_batch_linger_s):
             started = time.perf_counter()
             index = ctx.catalog.active  # one model for the whole batch
             good, bad = _decode_batch(ctx, events, decode)

@@ -224,10 +224,12 @@ class Settings(BaseSettings):
         description="Most events taken from the stream at once. Larger batches amortise "
         "scoring; a user's events within one batch yield one list (coalescing).",
     )
-    event_batch_window_s: float = Field(
-        0.2,
-        gt=0,
-        description="Longest wait to fill an event batch; bounds the latency that coalescing adds.",
+    event_batch_linger_s: float = Field(
+        0.0,
+        ge=0,
+        description="After the first event of a batch, how long to wait for more. 0 takes the "
+        "events waiting at once: batches (and the coalescing of a user's events) then grow "
+        "with the load, and an idle worker answers an event without delay.",
     )
     statistics_batch_size: int = Field(
         20000,

@@ -116,9 +116,9 @@ def replay_online(
             env = {
                 **worker_env(live, workdir / "state"),
                 "STREAMRANK_HISTORY_SIZE": str(longest + 1),
-                # The replay compresses years into minutes: merge item statistics over the
-                # event window rather than a second, which would span days of the data.
-                "STREAMRANK_STATISTICS_BATCH_WINDOW_S": str(live.event_batch_window_s),
+                # The replay compresses years into minutes: merge item statistics over a
+                # fifth of a second rather than seconds, which would span days of the data.
+                "STREAMRANK_STATISTICS_BATCH_WINDOW_S": "0.2",
             }
             worker = WorkerProcess(
                 env,

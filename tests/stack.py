@@ -36,7 +36,6 @@ class Stack:
             "STREAMRANK_RECOMMENDATIONS_TOPIC": f"recommendations-{suffix}",
             "STREAMRANK_DEAD_LETTERS_TOPIC": f"dead-letters-{suffix}",
             "STREAMRANK_CREATE_TOPICS": "false",
-            "STREAMRANK_EVENT_BATCH_WINDOW_S": "0.02",
             "STREAMRANK_ITEM_BATCH_WINDOW_S": "0.1",
             "STREAMRANK_STATISTICS_BATCH_WINDOW_S": "0.1",
         }
