@@ -120,11 +120,11 @@ def replay_online(
                 # The replay compresses years into minutes: merge item statistics over a
                 # fifth of a second rather than seconds, which would span days of the data.
                 "STREAMRANK_STATISTICS_BATCH_WINDOW_S": str(_REPLAY_STATISTICS_WINDOW_S),
-                # and let a batch linger as long, so that the statistics of the events
-                # before it have landed when its lists are ranked, as they have in real
-                # time (a list ranked the instant an event arrives sees them a window and a
-                # hop late, which the replay stretches to days: online HR@10 0.108 against
-                # 0.129 offline, and 0.126 with this linger).
+                # Events batches linger as long, so that the statistics of the events
+                # before a batch have landed when its lists are ranked, as they have in
+                # real time (a list ranked the instant an event arrives sees them a window
+                # and a hop late, which the replay stretches to days: online HR@10 0.108
+                # against 0.129 offline, and 0.126 with this linger).
                 "STREAMRANK_EVENT_BATCH_LINGER_S": str(_REPLAY_STATISTICS_WINDOW_S),
             }
             worker = WorkerProcess(
