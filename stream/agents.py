@@ -120,6 +120,22 @@ async def send_dead_letter(ctx: Pipeline, event: EventT, error: InvalidMessage) 
     log.warning("dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, error)
 
 
+async def dead_letter_failed_batch(ctx: Pipeline, events: list[EventT], exc: Exception) -> None:
+    """Forward every message of a batch whose processing raised, with the error, and go on.
+
+    Malformed messages are dead-lettered one by one before processing, so an exception here
+    is a defect (or a value the validation let through). Left unacknowledged, the batch
+    would hold back every later commit of its partitions and every rebalance (Faust waits
+    for unacknowledged messages); dead-lettered with its original bytes, it can be replayed
+    once the defect is fixed. Users of the batch whose lists were sent before the failure
+    have their events applied; a replay applies them again (at-least-once).
+    """
+    log.error("an events batch of %d messages failed; dead-lettering it", len(events), exc_info=exc)
+    error = InvalidMessage("processing_failed", f"{type(exc).__name__}: {exc}")
+    for event in events:
+        await send_dead_letter(ctx, event, error)
+
+
 def _decode_batch(
     ctx: Pipeline, events: list[EventT], decode: Callable[[bytes | None], Any]
 ) -> tuple[list[tuple[Any, EventT]], list[tuple[EventT, InvalidMessage]]]:
@@ -216,7 +232,8 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
     @app.agent(topics.events, name="update_user_interest", concurrency=1)
     async def update_user_interest(stream: StreamT) -> None:
         decode = lambda raw: decode_event(raw, settings.event_weights)  # noqa: E731
-        async for events in take_available(stream, settings.event_batch_size, settings.event_batch_linger_s):
+
+        async def process_events(events: list[EventT]) -> None:
             started = time.perf_counter()
             index = ctx.catalog.active  # one model for the whole batch
             good, bad = _decode_batch(ctx, events, decode)
@@ -258,6 +275,12 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
                 )
             metrics.batch_size.labels("update_user_interest").observe(len(events))
             metrics.batch_processing.labels("update_user_interest").observe(time.perf_counter() - started)
+
+        async for events in take_available(stream, settings.event_batch_size, settings.event_batch_linger_s):
+            try:
+                await process_events(events)
+            except Exception as exc:  # a defect: malformed messages were dead-lettered one by one
+                await dead_letter_failed_batch(ctx, events, exc)
 
     @app.agent(topics.item_interactions, name="count_item_popularity", concurrency=1)
     async def count_item_popularity(stream: StreamT) -> None:

@@ -12,6 +12,8 @@ REASONS = (
     "unknown_event_type",
     "text_too_long",
     "too_many_candidates",
+    # Not the message's fault: its batch raised while being processed (a defect).
+    "processing_failed",
 )
 
 

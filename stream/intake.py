@@ -9,14 +9,15 @@ iterator can move during the window, each batch paying for its lists and table w
 (measured: a 20 ms window cut the worker's maximum rate by a third).
 
 :func:`take_available` batches by what is waiting instead: it waits for the first
-event, then takes every event already delivered to the stream's channel, up to ``n``,
-without a turn per event. An idle worker answers one event at a time at once; a busy
-one finds the events that arrived while it worked, so batches (and the coalescing of a
-user's events into one list) grow with the load and shrink with it. What Faust's
-iterator does per event is done here per batch: stale events (of an earlier
-generation, or taken while flow is stopped) are acknowledged unprocessed, events are
-tracked for graceful shutdown and the sensors, and every event is acknowledged once
-its batch is processed, so offsets are committed only after it (at-least-once).
+event, then takes every event already delivered to the stream's channel (at most
+``max_events``) without a turn per event. An idle worker answers one event at a time at
+once; a busy one finds the events that arrived while it worked, so batches (and the
+coalescing of a user's events into one list) grow with the load and shrink with it.
+What Faust's iterator does per event is done here per batch: stale events (of an
+earlier generation, or taken while flow is stopped) are acknowledged unprocessed,
+events are tracked for graceful shutdown and the sensors, and every event is
+acknowledged once its batch is processed, so offsets are committed only after it
+(at-least-once).
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ async def take_available(
             there at once; the consumer still hands over what it has fetched first).
 
     The events of a batch are acknowledged when the caller asks for the next batch. A
-    batch whose processing raised or was cancelled is not: its offsets are not committed,
-    and it is delivered again after a restart (Faust's ``take_events`` acknowledges it,
-    so a failed batch was never seen again).
+    batch whose processing raised or was cancelled is not: offsets are not committed past
+    it, and a restart delivers it again. (The events agent dead-letters a batch that
+    raises, so that it holds back neither commits nor rebalances.)
     """
     app = stream.app
     consumer = app.consumer
