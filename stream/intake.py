@@ -23,15 +23,10 @@ acknowledged once its batch is processed, so offsets are committed only after it
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from faust.types import EventT, StreamT
-
-
-def _drain(get_nowait: Callable[[], Any], empty: Callable[[], bool], into: list[Any], limit: int) -> None:
-    while len(into) < limit and not empty():
-        into.append(get_nowait())
 
 
 async def take_available(
@@ -62,14 +57,16 @@ async def take_available(
             taken: list[Any] = [await queue.get()]
             if linger_s > 0:
                 await asyncio.sleep(linger_s)
-            _drain(get_nowait, empty, taken, max_events)
             # The consumer delivers a fetch in runs, yielding to the loop between them:
             # take runs until a turn of the loop brings nothing more.
-            while len(taken) < max_events:
+            while True:
+                while len(taken) < max_events and not empty():
+                    taken.append(get_nowait())
+                if len(taken) >= max_events:
+                    break
                 await asyncio.sleep(0)
                 if empty():
                     break
-                _drain(get_nowait, empty, taken, max_events)
             admitted, sensor_states = _admit(stream, taken, consumer, sensors, acking_topics)
             if admitted:
                 stream.events_total += len(admitted)  # type: ignore[attr-defined]
