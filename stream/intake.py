@@ -54,7 +54,13 @@ async def take_available(
     started_here = await stream.maybe_start()
     try:
         while not stream.should_stop:
-            taken: list[Any] = [await queue.get()]
+            try:
+                taken: list[Any] = [await queue.get()]
+            except StopAsyncIteration:
+                # Thrown into the queue to end the stream (as a worker stops). Raised
+                # inside an async generator it would become a RuntimeError and crash
+                # the agent; Faust's own iterator returns here too.
+                return
             if linger_s > 0:
                 await asyncio.sleep(linger_s)
             # The consumer delivers a fetch in runs, yielding to the loop between them:

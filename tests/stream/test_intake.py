@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import faust
+import pytest
 from faust.types import EventT, Message, StreamT
 
 from stream.intake import take_available
@@ -145,5 +146,24 @@ def test_a_batch_whose_processing_fails_is_not_acknowledged() -> None:
         with contextlib.suppress(RuntimeError):
             await agent()
         assert _acked(events) == [False, False]
+
+    _run(main)
+
+
+def test_a_stream_ended_by_its_channel_ends_the_batches_without_an_error() -> None:
+    """As a worker stops, ``StopAsyncIteration`` is thrown into the channel's queue."""
+
+    async def main() -> None:
+        app, stream = _stream()
+        event = _event(app)
+        _put(stream, event)
+        batches = take_available(stream, 500).__aiter__()
+        assert await batches.__anext__() == [event]
+        taking = asyncio.ensure_future(batches.__anext__())
+        await asyncio.sleep(0)
+        await stream.channel.throw(StopAsyncIteration())  # type: ignore[attr-defined]
+        with pytest.raises(StopAsyncIteration):  # the end of the batches, not a RuntimeError
+            await taking
+        assert event.message.acked
 
     _run(main)
