@@ -203,6 +203,14 @@ class Settings(BaseSettings):
         "catalog), reused across users and batches since popular items recur in many "
         "histories. Rows hold 4 bytes per catalog item; 0 disables the cache.",
     )
+    ranking_threads: int = Field(
+        1,
+        ge=0,
+        description="BLAS threads of the worker's ranking products (numpy). A batch's products "
+        "are small and run on the event loop's thread; more BLAS threads gain them little and "
+        "take CPU from the Kafka consumer thread (see the stream benchmark). 0 leaves the BLAS "
+        "library's default.",
+    )
 
     # --- Batching ----------------------------------------------------------------------
     producer_linger_ms: float = Field(

@@ -6,6 +6,7 @@ import logging
 
 import faust
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from threadpoolctl import threadpool_limits
 
 from encoders.config import EncoderSettings
 from encoders.text import TextEncoder, model_signature
@@ -117,6 +118,7 @@ def run_worker(settings: Settings) -> None:
         raise SystemExit("STREAMRANK_BROKER is not set: the worker needs a Kafka broker")
     if settings.create_topics:
         ensure_topics(settings)
+    limit_ranking_threads(settings.ranking_threads)
     app, _ = build_worker(settings)
     faust_worker(app, settings.log_level).execute_from_commandline()
 
@@ -132,3 +134,13 @@ def faust_worker(app: faust.App, log_level: str) -> faust.Worker:
     worker = faust.Worker(app, loglevel=log_level.upper(), quiet=True)
     worker.spinner = None
     return worker
+
+
+def limit_ranking_threads(threads: int) -> None:
+    """Run numpy's BLAS products on ``threads`` threads in this process (0: its default).
+
+    The ranking's products are issued from the event loop's thread, a batch at a time;
+    the torch encoder's threads are set apart (``ENCODER_THREADS``).
+    """
+    if threads > 0:
+        threadpool_limits(limits=threads, user_api="blas")
