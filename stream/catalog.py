@@ -23,7 +23,7 @@ import numpy as np
 
 from stream.covisit import CovisitRow
 from stream.profiles import UserProfile
-from stream.ranking import CatalogView, UserView
+from stream.ranking import CatalogView, UserView, interest_direction, time_groups
 
 _INITIAL_CAPACITY = 1024
 DEFAULT_SIMILARITY_CACHE_BYTES = 64 << 20
@@ -58,6 +58,8 @@ class CatalogIndex:
         self._item_ts = np.full(_INITIAL_CAPACITY, np.nan)
         self._popularity = np.zeros(_INITIAL_CAPACITY)
         self._popularity_ref_ts = np.zeros(_INITIAL_CAPACITY)
+        # time_groups of the item times, kept until a time changes or a row is added.
+        self._ts_groups: tuple[np.ndarray, np.ndarray] | None = None
         # Co-visitation rows do not depend on the model: indexes of one catalog share them.
         self._covisits: dict[str, CovisitRow] = {} if covisits is None else covisits
         # Rows as (catalog rows, normalised scores), converted when first read.
@@ -104,7 +106,7 @@ class CatalogIndex:
         existing = item_id in self._rows
         row = self._row(item_id)
         self._deleted[row] = False
-        self._item_ts[row] = np.nan if ts is None else ts
+        self._set_ts(row, ts)
         usable = vector is not None and model_id == self.model_id and vector.shape == (self.dim,)
         new = vector if usable else np.zeros(self.dim, dtype=np.float32)
         if existing and not np.array_equal(self._vectors[row], new):
@@ -120,7 +122,14 @@ class CatalogIndex:
         """
         row = self._row(item_id)
         self._deleted[row] = False
-        self._item_ts[row] = np.nan if ts is None else ts
+        self._set_ts(row, ts)
+
+    def _set_ts(self, row: int, ts: float | None) -> None:
+        value = np.nan if ts is None else float(ts)
+        old = self._item_ts[row]
+        if old != value and not (np.isnan(old) and np.isnan(value)):
+            self._item_ts[row] = value
+            self._ts_groups = None
 
     def delete(self, item_id: str) -> None:
         """Retire an item: it is never recommended again (until re-added)."""
@@ -174,6 +183,9 @@ class CatalogIndex:
         """Arrays for ranking (views, not copies: use before the next update)."""
         n = len(self._ids)
         has_vector, deleted = self._has_vector[:n], self._deleted[:n]
+        groups = self._ts_groups
+        if groups is None or len(groups[1]) != n:
+            groups = self._ts_groups = time_groups(self._item_ts[:n])
         return CatalogView(
             item_ids=self._ids,
             vectors=self._vectors[:n],
@@ -182,6 +194,7 @@ class CatalogIndex:
             item_ts=self._item_ts[:n],
             popularity=self._popularity[:n],
             popularity_ref_ts=self._popularity_ref_ts[:n],
+            ts_groups=groups,
         )
 
     def similarity_rows(self, item_ids: Sequence[str]) -> list[np.ndarray]:
@@ -190,15 +203,24 @@ class CatalogIndex:
         Cached rows are reused; the missing ones are computed together, in one matrix
         product over the catalog, so a batch's users share one pass over the vectors.
         """
+        return self._similarity_rows_with(item_ids, [])[0]
+
+    def _similarity_rows_with(
+        self, item_ids: Sequence[str], queries: list[np.ndarray]
+    ) -> tuple[list[np.ndarray], np.ndarray]:
+        """``similarity_rows(item_ids)``, and the cosine of each unit vector of ``queries`` to
+        every catalog row, computed in the same product (one read of the catalog matrix)."""
         n = len(self._ids)
         cache = self._similarity_rows
         missing = [i for i in dict.fromkeys(item_ids) if i not in cache or len(cache[i]) < n]
         fresh: dict[str, np.ndarray] = {}
         new = [i for i in missing if i not in cache]
-        if new:  # one product for all of them: the catalog matrix is read once
-            queries = np.stack([self._vectors[self._rows[i]] for i in new])
-            block = queries @ self._vectors[:n].T
-            for item_id, row in zip(new, block, strict=True):
+        answers = np.zeros((0, n), dtype=np.float32)
+        if new or queries:  # one product for all of them: the catalog matrix is read once
+            stacked = np.stack([*queries, *(self._vectors[self._rows[i]] for i in new)])
+            block = stacked @ self._vectors[:n].T
+            answers = block[: len(queries)]
+            for item_id, row in zip(new, block[len(queries) :], strict=True):
                 fresh[item_id] = cache[item_id] = row.copy()  # not a view holding the block
         for item_id in missing:
             if item_id not in fresh:  # cached before items were appended: add their columns
@@ -211,7 +233,7 @@ class CatalogIndex:
                 cache.move_to_end(item_id)
             out.append(row[:n])
         self._bound_similarity_cache(n)
-        return out
+        return out, answers
 
     def _extend(self, item_id: str, query: np.ndarray, n: int) -> np.ndarray:
         old = self._similarity_rows.get(item_id)
@@ -253,17 +275,28 @@ class CatalogIndex:
     def user_views(
         self, profiles: Sequence[UserProfile | None], history_items: int, covisit_items: int = 0
     ) -> list[UserView]:
-        """Ranking views of many profiles, their recent items' similarity rows computed together."""
+        """Ranking views of many profiles, with their similarity rows at hand.
+
+        The recent items' rows missing from the cache and every user's interest row are
+        computed in one product: on a CPU, reading the catalog matrix is what a batch's
+        content scoring costs.
+        """
         views = [self._user_view(p, history_items, covisit_items) for p in profiles]
         if self._similarity_cache_bytes <= 0:
             return views
         ids = [item_id for view in views for item_id in view.history_ids]
-        rows = iter(self.similarity_rows(ids)) if ids else iter(())
+        directions = [interest_direction(view.interest) for view in views]
+        history_rows, interest_rows = self._similarity_rows_with(
+            ids, [d for d in directions if d is not None]
+        )
+        rows, interests = iter(history_rows), iter(interest_rows)
         return [
-            dataclasses.replace(view, history_sims=[next(rows) for _ in view.history_ids])
-            if view.history_ids
-            else view
-            for view in views
+            dataclasses.replace(
+                view,
+                history_sims=[next(rows) for _ in view.history_ids] if view.history_ids else None,
+                interest_sims=None if direction is None else next(interests),
+            )
+            for view, direction in zip(views, directions, strict=True)
         ]
 
     def user_view(self, profile: UserProfile | None, history_items: int, covisit_items: int = 0) -> UserView:

@@ -12,7 +12,6 @@ Workers and the evaluation tools call the same functions. No Faust, no Kafka, no
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -81,6 +80,8 @@ class CatalogView:
     item_ts: np.ndarray  # (n,) float64, NaN when unknown
     popularity: np.ndarray  # (n,) float64 decayed score held at popularity_ref_ts
     popularity_ref_ts: np.ndarray  # (n,) float64
+    # ``time_groups(item_ts)`` when the index has it at hand; otherwise ranking computes it.
+    ts_groups: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +101,11 @@ class UserView:
     covisit_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     covisit_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     history_ts: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    # Cosine of each history item to every catalog row (aligned with history_ids), when
-    # the catalog index has them at hand; otherwise ranking computes them.
+    # Cosine of each history item to every catalog row (aligned with history_ids), and of
+    # the interest direction to every row, when the catalog index has them at hand;
+    # otherwise ranking computes them.
     history_sims: Sequence[np.ndarray] | None = None
+    interest_sims: np.ndarray | None = None
 
 
 class BestHistoryItem:
@@ -189,6 +192,23 @@ def era_proximity(item_ts: np.ndarray, history_ts: np.ndarray, scale: float) -> 
     return np.nan_to_num(total / m, nan=0.0)
 
 
+def time_groups(item_ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct item times (NaN once, last) and each row's index into them.
+
+    Terms that depend on an item only through its time are computed once per distinct
+    time and gathered: a film catalog has a few hundred release dates for ten thousand
+    items. Without repeated times it costs one sort.
+    """
+    distinct, inverse = np.unique(item_ts, return_inverse=True)
+    return distinct, inverse.reshape(-1)
+
+
+def interest_direction(interest: np.ndarray | None) -> np.ndarray | None:
+    """The unit vector of an interest, or None without one (cold start, zero vector)."""
+    norm = 0.0 if interest is None else float(np.linalg.norm(interest))
+    return None if interest is None or norm == 0.0 else (interest / norm).astype(np.float32, copy=False)
+
+
 def content_similarities(
     users: Sequence[UserView], vectors: np.ndarray, catalog_aligned: bool = False
 ) -> list[tuple[np.ndarray, np.ndarray, BestHistoryItem]]:
@@ -197,18 +217,19 @@ def content_similarities(
     Two matrix-matrix products for the whole batch instead of matrix-vector products per
     user: the catalog matrix is read once per batch, which is what bounds this on CPU.
     With ``catalog_aligned`` (``vectors`` is the whole catalog view the users' views were
-    built on), users' precomputed ``history_sims`` are used instead of the second product.
+    built on), users' precomputed ``interest_sims`` and ``history_sims`` are used instead
+    (the index computes them in one product, see ``CatalogIndex.user_views``).
 
     Returns:
         Per user: (interest (n,), history (n,), which history item is the best match).
     """
     n = vectors.shape[0]
-    dim = vectors.shape[1] if vectors.ndim == 2 else 0
-    interests = []
-    for user in users:
-        norm = 0.0 if user.interest is None else float(np.linalg.norm(user.interest))
-        interests.append(user.interest / norm if norm > 0.0 else np.zeros(dim, dtype=np.float32))
-    interest_sims = np.stack(interests).astype(np.float32, copy=False) @ vectors.T if users else None
+    given_interest = [catalog_aligned and u.interest_sims is not None for u in users]
+    directions = [
+        None if g else interest_direction(u.interest) for u, g in zip(users, given_interest, strict=True)
+    ]
+    wanted = [d for d in directions if d is not None]
+    interest_product = iter(np.stack(wanted) @ vectors.T if wanted else ())
     # Users whose history rows were handed in (aligned with ``vectors``) skip the product.
     given = [catalog_aligned and u.history_sims is not None for u in users]
     counts = [0 if g else len(u.history_ids) for u, g in zip(users, given, strict=True)]
@@ -220,10 +241,15 @@ def content_similarities(
     out = []
     offset = 0
     for i, (user, m) in enumerate(zip(users, counts, strict=True)):
-        interest = interest_sims[i]
+        if given_interest[i]:
+            interest = user.interest_sims
+        elif directions[i] is not None:
+            interest = next(interest_product)
+        else:
+            interest = np.zeros(n, dtype=np.float32)
         if given[i] and user.history_ids:
             rows = user.history_sims
-            history, best = functools.reduce(np.maximum, rows), BestHistoryItem(rows)
+            history, best = _row_max(rows), BestHistoryItem(rows)
         elif m:
             block = history_sims[offset : offset + m]
             history, best = block.max(axis=0), BestHistoryItem(block)
@@ -234,16 +260,31 @@ def content_similarities(
     return out
 
 
+def _row_max(rows: Sequence[np.ndarray]) -> np.ndarray:
+    """Element-wise maximum of equal-length rows, in one buffer."""
+    out = rows[0].copy()
+    for row in rows[1:]:
+        np.maximum(out, row, out=out)
+    return out
+
+
 def covisit_signal(user: UserView, n: int) -> np.ndarray:
     """The user's co-visitation evidence as a dense (n,) array scaled to [0, 1]."""
-    dense = np.zeros(n)
-    if len(user.covisit_rows):
-        inside = user.covisit_rows < n  # rows added to the index after the view was taken
-        np.add.at(dense, user.covisit_rows[inside], user.covisit_scores[inside])
-        top = float(dense.max())
-        if top > 0.0:
-            dense /= top
-    return dense
+    return _covisit_evidence(user, n)[0]
+
+
+def _covisit_evidence(user: UserView, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(dense (n,) co-visitation signal in [0, 1], the rows where it is not zero)."""
+    if not len(user.covisit_rows):
+        return np.zeros(n), np.zeros(0, np.int64)
+    inside = user.covisit_rows < n  # rows added to the index after the view was taken
+    rows = user.covisit_rows[inside]
+    dense = np.bincount(rows, weights=user.covisit_scores[inside], minlength=n)
+    rows = np.unique(rows)
+    top = float(dense[rows].max(initial=0.0))
+    if top > 0.0:
+        dense[rows] /= top
+    return dense, rows
 
 
 def combine(
@@ -351,6 +392,21 @@ def mmr_order(relevance: np.ndarray, vectors: np.ndarray, k: int, lam: float) ->
     return np.asarray(chosen, dtype=np.int64)
 
 
+def top_rows(scores: np.ndarray, count: int) -> np.ndarray:
+    """Rows of the ``count`` highest scores, in row order; ties go to the lower row.
+
+    A partial sort alone leaves which of several equal scores make the cut to the sort's
+    internals; ranking a stable order after this makes equal scores rank by catalog row.
+    """
+    n = len(scores)
+    if count >= n:
+        return np.arange(n)
+    threshold = np.partition(scores, n - count)[n - count]
+    above = np.flatnonzero(scores > threshold)
+    tied = np.flatnonzero(scores == threshold)[: count - above.size]
+    return np.sort(np.concatenate([above, tied]))
+
+
 def _catalog_signals(
     catalog: CatalogView, rows: np.ndarray | slice, now: float, config: RankingConfig
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -384,9 +440,13 @@ def rank_catalog_batch(
 ) -> list[list[RankedItem]]:
     """Top-k active catalog items for each user, seen items excluded.
 
-    Scores the whole catalog matrix in place (no copy of the vectors) and masks the
-    ineligible rows; content similarity is computed for all users in two matrix
-    products. A user without interest or history (cold start) gets trending items.
+    Scores the whole catalog matrix in place (no copy of the vectors); content similarity
+    is computed for all users in two matrix products. Per user, the total is built in one
+    buffer: the catalog-wide terms (popularity, freshness) are summed once per ``now``,
+    era proximity is computed per distinct item time and gathered, co-visitation touches
+    only the rows it scores, and ineligible rows are masked where they are, so a list
+    costs a few passes over the catalog. A user without interest or history (cold start)
+    gets trending items.
 
     Args:
         nows: per user, the time at which popularity and freshness are evaluated.
@@ -400,29 +460,48 @@ def rank_catalog_batch(
         zero = np.zeros(n, dtype=np.float32)
         similarities = [(zero, zero, BestHistoryItem(None))] * len(users)
     else:
-        aligned = all(u.history_sims is None or all(len(r) == n for r in u.history_sims) for u in users)
+        aligned = all(
+            (u.history_sims is None or all(len(r) == n for r in u.history_sims))
+            and (u.interest_sims is None or len(u.interest_sims) == n)
+            for u in users
+        )
         similarities = content_similarities(users, catalog.vectors, catalog_aligned=aligned)
-    signals: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+    inactive = np.flatnonzero(~catalog.active)
+    n_active = n - inactive.size
+    groups = None
+    if config.weight_era != 0.0 and users:
+        groups = catalog.ts_groups if catalog.ts_groups is not None else time_groups(catalog.item_ts)
+    no_era = np.zeros(n)
+    signals: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     out: list[list[RankedItem]] = []
     for user, now, (interest, history, best) in zip(users, nows, similarities, strict=True):
-        eligible = catalog.active.copy()
-        if len(user.seen_rows):
-            eligible[user.seen_rows] = False
-        n_eligible = int(eligible.sum())
+        seen = np.unique(user.seen_rows)
+        n_eligible = n_active - int(np.count_nonzero(catalog.active[seen]))
         if n_eligible == 0:
             out.append([])
             continue
         if now not in signals:  # catalog-wide, so shared by users scored at the same time
-            signals[now] = _catalog_signals(catalog, slice(None), now, config)
-        popularity, fresh = signals[now]
-        covisit = covisit_signal(user, n)
-        era = _era(user, catalog.item_ts, config)
-        parts = combine(interest, history, best, covisit, popularity, fresh, config, era)
-        scores = np.where(eligible, parts.total, -np.inf)
+            popularity, fresh = _catalog_signals(catalog, slice(None), now, config)
+            base = config.weight_popularity * popularity + config.weight_freshness * fresh
+            signals[now] = (popularity, fresh, base)
+        popularity, fresh, base = signals[now]
+        total = base + config.weight_interest * interest
+        total += config.weight_history * history
+        era = no_era
+        if groups is not None:
+            distinct, inverse = groups
+            era = era_proximity(distinct, user.history_ts, config.era_scale_s)[inverse]
+            total += config.weight_era * era
+        covisit, covisited = _covisit_evidence(user, n)
+        total[covisited] += config.weight_covisit * covisit[covisited]
+        parts = ScoreParts(interest, history, best, covisit, popularity, fresh, era, total)
+        # Masked in place: the selected rows are eligible, so parts.total holds their scores.
+        total[inactive] = -np.inf
+        total[seen] = -np.inf
         top = min(k, n_eligible)
         pool_size = min(n_eligible, max(top, config.mmr_pool if config.mmr_lambda < 1.0 else top))
-        pool = np.argpartition(-scores, pool_size - 1)[:pool_size]
-        order = pool[mmr_order(scores[pool], catalog.vectors[pool], top, config.mmr_lambda)]
+        pool = top_rows(total, pool_size)
+        order = pool[mmr_order(total[pool], catalog.vectors[pool], top, config.mmr_lambda)]
         why = reasons(parts, order, user.history_ids, config)
         out.append(
             [

@@ -189,9 +189,9 @@ def test_ranking_with_cached_similarities_equals_ranking_without() -> None:
         profiles.append(profile)
     config = RankingConfig(weight_interest=0.3, weight_history=0.6, weight_popularity=0.0)
     with_cache = cached.user_views(profiles, history_items=5)
-    assert all(v.history_sims is not None for v in with_cache)
+    assert all(v.history_sims is not None and v.interest_sims is not None for v in with_cache)
     without = [plain.user_view(p, history_items=5) for p in profiles]
-    assert all(v.history_sims is None for v in without)
+    assert all(v.history_sims is None and v.interest_sims is None for v in without)
     got = rank_catalog_batch(with_cache, cached.view(), [10.0] * 4, config)
     want = rank_catalog_batch(without, plain.view(), [10.0] * 4, config)
     assert [[(r.item_id, r.reason) for r in lst] for lst in got] == [
@@ -199,3 +199,16 @@ def test_ranking_with_cached_similarities_equals_ranking_without() -> None:
     ]
     for a, b in zip(got, want, strict=True):
         assert np.allclose([r.score for r in a], [r.score for r in b], atol=1e-5)
+
+
+def test_interest_rows_come_from_the_same_product_as_the_missing_history_rows() -> None:
+    index = _index(200, seed=5)
+    params = ProfileParams(half_life_s=1e9, history_size=50, pending_size=10, model_id=NEW)
+    profile = UserProfile(model_id=NEW)
+    for j, item in enumerate(["i3", "i40", "i77"]):
+        apply_event(profile, item, "view", float(j), 1.0, index.vector_of(item), params)
+    cold, warm = index.user_views([None, profile], history_items=5)
+    assert cold.interest_sims is None and cold.history_sims is None
+    direction = profile.vector / np.linalg.norm(profile.vector)
+    np.testing.assert_allclose(warm.interest_sims, index.view().vectors @ direction, atol=1e-6)
+    assert list(index._similarity_rows) == ["i77", "i40", "i3"]  # computed then, and cached

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from stream import popularity
 from stream.catalog import CatalogIndex
+from stream.covisit import CovisitRow
 from stream.profiles import ProfileParams, UserProfile, apply_event
 from stream.ranking import (
+    CatalogView,
     RankingConfig,
+    UserView,
+    covisit_signal,
+    decayed,
     era_proximity,
+    freshness,
     mmr_order,
     normalised_log,
     rank_candidates,
     rank_catalog,
     rank_catalog_batch,
+    score_parts,
+    time_groups,
+    top_rows,
 )
 
 DAY = 86400.0
@@ -172,6 +183,101 @@ def test_batch_ranking_equals_one_by_one(index: CatalogIndex) -> None:
 YEAR = 365.25 * DAY
 
 
+def _reference_top(
+    user: UserView, catalog: CatalogView, now: float, config: RankingConfig
+) -> list[tuple[str, float]]:
+    """The top-k (id, score) straight from the definition: every term dense, one user at a time."""
+    pop_all = decayed(catalog.popularity, catalog.popularity_ref_ts, now, config.popularity_half_life_s)
+    top = float(pop_all[catalog.active].max(initial=0.0))
+    parts = score_parts(
+        user,
+        catalog.vectors,
+        covisit_signal(user, len(catalog.active)),
+        normalised_log(pop_all, reference_max=top),
+        freshness(catalog.item_ts, now, config.freshness_half_life_s),
+        config,
+        era_proximity(catalog.item_ts, user.history_ts, config.era_scale_s),
+    )
+    eligible = catalog.active.copy()
+    eligible[user.seen_rows] = False
+    rows = np.flatnonzero(eligible)
+    best = rows[np.argsort(-parts.total[rows], kind="stable")][: config.top_k]
+    return [(catalog.item_ids[r], float(parts.total[r])) for r in best]
+
+
+def test_batch_ranking_matches_the_dense_definition_of_the_score() -> None:
+    """Every term on, repeated and unknown item times, retired items, seen items, co-visits,
+    a cold-start user and two evaluation times in one batch."""
+    rng = np.random.default_rng(11)
+    NOW = 2018 * YEAR
+    idx = CatalogIndex("m", 8)
+    years = rng.integers(1950, 2020, 400)
+    for i in range(400):
+        ts = None if i % 37 == 0 else float(years[i] * YEAR)
+        vector = rng.standard_normal(8).astype(np.float32)
+        idx.upsert(str(i), vector / np.linalg.norm(vector), "m", ts)
+        idx.set_popularity(str(i), float(rng.exponential(5.0)), NOW + float(rng.uniform(0, 30)) * DAY)
+    for i in range(0, 400, 3):
+        neighbours = {str(j): float(rng.exponential()) for j in rng.integers(0, 400, 20)}
+        idx.set_covisits(str(i), CovisitRow(0.0, neighbours))
+    for i in (5, 17, 250):
+        idx.delete(str(i))
+    config = RankingConfig(
+        weight_interest=0.3,
+        weight_history=0.6,
+        weight_popularity=0.3,
+        weight_freshness=0.1,
+        weight_covisit=1.0,
+        weight_era=0.2,
+        top_k=10,
+    )
+    profiles = []
+    for _ in range(5):
+        profile = UserProfile(model_id="m")
+        for t, item in enumerate(rng.integers(0, 400, 30)):
+            vec = idx.vector_of(str(item))
+            apply_event(profile, str(item), "click", NOW + 40 * DAY + t, 1.0, vec, PARAMS)
+        profiles.append(profile)
+    users = idx.user_views([*profiles, None], history_items=10, covisit_items=10)
+    nows = [NOW + 41 * DAY] * 3 + [NOW + 400 * DAY] * 3  # items of recent years are fresh
+    view = idx.view()
+    assert view.ts_groups is not None and len(view.ts_groups[0]) < 100  # repeated years, NaN once
+    batch = rank_catalog_batch(users, view, nows, config)
+    for user, now, ranked in zip(users, nows, batch, strict=True):
+        reference = _reference_top(user, view, now, config)
+        assert [r.item_id for r in ranked] == [item for item, _ in reference]
+        # Cosines are float32: scores agree to their precision.
+        assert [r.score for r in ranked] == pytest.approx([score for _, score in reference], abs=1e-6)
+    # The same lists when the view carries no precomputed time groups.
+    bare = rank_catalog_batch(users, dataclasses.replace(view, ts_groups=None), nows, config)
+    assert [[r.item_id for r in ranked] for ranked in bare] == [
+        [r.item_id for r in ranked] for ranked in batch
+    ]
+
+
+def test_time_groups_gather_back_to_the_item_times() -> None:
+    times = np.array([3.0, np.nan, 1.0, 3.0, np.nan, 2.0])
+    distinct, inverse = time_groups(times)
+    np.testing.assert_array_equal(distinct[:3], [1.0, 2.0, 3.0])
+    assert len(distinct) == 4 and np.isnan(distinct[3])  # NaN once, last
+    np.testing.assert_array_equal(distinct[inverse], times)
+
+
+def test_the_index_recomputes_time_groups_only_when_a_time_changes() -> None:
+    idx = CatalogIndex("m", 2)
+    idx.upsert("a", unit(1, 0), "m", ts=10.0)
+    idx.upsert("b", unit(0, 1), "m", ts=10.0)
+    first = idx.view().ts_groups
+    idx.upsert("a", unit(1, 1), "m", ts=10.0)  # a new vector, the same time
+    assert idx.view().ts_groups is first
+    idx.upsert("b", unit(0, 1), "m", ts=20.0)
+    distinct, inverse = idx.view().ts_groups
+    np.testing.assert_array_equal(distinct[inverse], [10.0, 20.0])
+    idx.set_popularity("c", 1.0, 0.0)  # a row without a time
+    distinct, inverse = idx.view().ts_groups
+    assert len(inverse) == 3 and np.isnan(distinct[inverse][2])
+
+
 def test_era_proximity_is_the_mean_kernel_over_known_history_times() -> None:
     items = np.array([0.0, 10 * YEAR, np.nan])
     history = np.array([0.0, 10 * YEAR, np.nan])  # the unknown history time is ignored
@@ -216,3 +322,11 @@ def test_era_term_prefers_items_from_the_period_of_recent_history() -> None:
     candidates = rank_candidates(view, idx.view(), ["far", "near"], idx.rows_of(["far", "near"]), 0.0, config)
     assert [r.item_id for r in candidates] == ["near", "far"]
     assert candidates[1].score == pytest.approx(np.exp(-2.5))
+
+
+def test_top_rows_breaks_ties_by_catalog_row() -> None:
+    scores = np.array([1.0, 3.0, 2.0, 2.0, -np.inf, 2.0, 3.0])
+    np.testing.assert_array_equal(top_rows(scores, 3), [1, 2, 6])  # of the three 2.0s, row 2
+    np.testing.assert_array_equal(top_rows(scores, 4), [1, 2, 3, 6])
+    np.testing.assert_array_equal(top_rows(np.zeros(5), 2), [0, 1])
+    np.testing.assert_array_equal(top_rows(scores, 9), np.arange(7))
