@@ -212,3 +212,20 @@ def test_interest_rows_come_from_the_same_product_as_the_missing_history_rows() 
     direction = profile.vector / np.linalg.norm(profile.vector)
     np.testing.assert_allclose(warm.interest_sims, index.view().vectors @ direction, atol=1e-6)
     assert list(index._similarity_rows) == ["i77", "i40", "i3"]  # computed then, and cached
+
+
+def test_similarity_rows_follow_growth_changes_and_deletions() -> None:
+    """The products read a column copy of the vectors: it must track every write."""
+    index = CatalogIndex(NEW, 4)
+    rng = np.random.default_rng(9)
+    for i in range(3000):  # grows past the initial capacity twice
+        vector = rng.standard_normal(4).astype(np.float32)
+        index.upsert(f"i{i}", vector / np.linalg.norm(vector), NEW, None)
+    index.delete("i7")
+    changed = np.array([0.0, 0.0, 1.0, 0.0], dtype=np.float32)
+    index.upsert("i2999", changed, NEW, None)
+    vectors = index.view().vectors
+    rows = index.similarity_rows(["i0", "i2999", "i1500"])
+    for item, row in zip(["i0", "i2999", "i1500"], rows, strict=True):
+        np.testing.assert_allclose(row, vectors @ index.vector_of(item), atol=1e-6)
+    assert rows[0][7] == 0.0  # the deleted item's column is zero
