@@ -399,6 +399,8 @@ def top_rows(scores: np.ndarray, count: int) -> np.ndarray:
     internals; ranking a stable order after this makes equal scores rank by catalog row.
     """
     n = len(scores)
+    if count <= 0:
+        return np.zeros(0, dtype=np.int64)
     if count >= n:
         return np.arange(n)
     threshold = np.partition(scores, n - count)[n - count]

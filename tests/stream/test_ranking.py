@@ -330,3 +330,4 @@ def test_top_rows_breaks_ties_by_catalog_row() -> None:
     np.testing.assert_array_equal(top_rows(scores, 4), [1, 2, 3, 6])
     np.testing.assert_array_equal(top_rows(np.zeros(5), 2), [0, 1])
     np.testing.assert_array_equal(top_rows(scores, 9), np.arange(7))
+    assert top_rows(scores, 0).size == 0
