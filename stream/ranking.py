@@ -287,6 +287,37 @@ def _covisit_evidence(user: UserView, n: int) -> tuple[np.ndarray, np.ndarray]:
     return dense, rows
 
 
+def catalog_base(popularity: np.ndarray, fresh: np.ndarray, config: RankingConfig) -> np.ndarray:
+    """The part of the score every user shares: weighted popularity and freshness."""
+    return config.weight_popularity * popularity + config.weight_freshness * fresh
+
+
+def weighted_total(
+    base: np.ndarray,
+    interest: np.ndarray,
+    history: np.ndarray,
+    covisit: np.ndarray,
+    config: RankingConfig,
+    era: np.ndarray | None = None,
+    covisit_rows: np.ndarray | None = None,
+) -> np.ndarray:
+    """The hybrid score: ``base`` (see ``catalog_base``) plus the user's weighted terms.
+
+    Built in one new buffer (``base`` is left as it is, so a batch shares it). With
+    ``covisit_rows`` (the rows where ``covisit`` may be non-zero), co-visitation is added
+    on those rows only: a user's evidence touches tens of rows of the catalog.
+    """
+    total = base + config.weight_interest * interest
+    total += config.weight_history * history
+    if era is not None:
+        total += config.weight_era * era
+    if covisit_rows is None:
+        total += config.weight_covisit * covisit
+    else:
+        total[covisit_rows] += config.weight_covisit * covisit[covisit_rows]
+    return total
+
+
 def combine(
     interest: np.ndarray,
     history: np.ndarray,
@@ -297,17 +328,10 @@ def combine(
     config: RankingConfig,
     era: np.ndarray | None = None,
 ) -> ScoreParts:
-    """Weighted total of the score components (``era`` None: no era term)."""
+    """The score components and their weighted total (``era`` None: no era term)."""
+    total = weighted_total(catalog_base(popularity, fresh, config), interest, history, covisit, config, era)
     if era is None:
         era = np.zeros_like(popularity, dtype=np.float64)
-    total = (
-        config.weight_interest * interest
-        + config.weight_history * history
-        + config.weight_covisit * covisit
-        + config.weight_popularity * popularity
-        + config.weight_freshness * fresh
-        + config.weight_era * era
-    )
     return ScoreParts(interest, history, best, covisit, popularity, fresh, era, total)
 
 
@@ -473,7 +497,7 @@ def rank_catalog_batch(
     groups = None
     if config.weight_era != 0.0 and users:
         groups = catalog.ts_groups if catalog.ts_groups is not None else time_groups(catalog.item_ts)
-    no_era = np.zeros(n)
+    no_era = np.zeros(n) if groups is None else None  # for the reasons, which read every term
     signals: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     out: list[list[RankedItem]] = []
     for user, now, (interest, history, best) in zip(users, nows, similarities, strict=True):
@@ -484,19 +508,17 @@ def rank_catalog_batch(
             continue
         if now not in signals:  # catalog-wide, so shared by users scored at the same time
             popularity, fresh = _catalog_signals(catalog, slice(None), now, config)
-            base = config.weight_popularity * popularity + config.weight_freshness * fresh
-            signals[now] = (popularity, fresh, base)
+            signals[now] = (popularity, fresh, catalog_base(popularity, fresh, config))
         popularity, fresh, base = signals[now]
-        total = base + config.weight_interest * interest
-        total += config.weight_history * history
-        era = no_era
+        era = None
         if groups is not None:
             distinct, inverse = groups
             era = era_proximity(distinct, user.history_ts, config.era_scale_s)[inverse]
-            total += config.weight_era * era
         covisit, covisited = _covisit_evidence(user, n)
-        total[covisited] += config.weight_covisit * covisit[covisited]
-        parts = ScoreParts(interest, history, best, covisit, popularity, fresh, era, total)
+        total = weighted_total(base, interest, history, covisit, config, era, covisited)
+        parts = ScoreParts(
+            interest, history, best, covisit, popularity, fresh, no_era if era is None else era, total
+        )
         # Masked in place: the selected rows are eligible, so parts.total holds their scores.
         total[inactive] = -np.inf
         total[seen] = -np.inf

@@ -27,6 +27,7 @@ from stream.ranking import (
     score_parts,
     time_groups,
     top_rows,
+    weighted_total,
 )
 
 DAY = 86400.0
@@ -198,11 +199,20 @@ def _reference_top(
         config,
         era_proximity(catalog.item_ts, user.history_ts, config.era_scale_s),
     )
+    # The weighted sum written out here, not taken from the module's own sum.
+    total = (
+        config.weight_interest * parts.interest
+        + config.weight_history * parts.history
+        + config.weight_covisit * parts.covisit
+        + config.weight_popularity * parts.popularity
+        + config.weight_freshness * parts.freshness
+        + config.weight_era * parts.era
+    )
     eligible = catalog.active.copy()
     eligible[user.seen_rows] = False
     rows = np.flatnonzero(eligible)
-    best = rows[np.argsort(-parts.total[rows], kind="stable")][: config.top_k]
-    return [(catalog.item_ids[r], float(parts.total[r])) for r in best]
+    best = rows[np.argsort(-total[rows], kind="stable")][: config.top_k]
+    return [(catalog.item_ids[r], float(total[r])) for r in best]
 
 
 def test_batch_ranking_matches_the_dense_definition_of_the_score() -> None:
@@ -253,6 +263,23 @@ def test_batch_ranking_matches_the_dense_definition_of_the_score() -> None:
     assert [[r.item_id for r in ranked] for ranked in bare] == [
         [r.item_id for r in ranked] for ranked in batch
     ]
+
+
+def test_weighted_total_adds_sparse_covisitation_as_the_dense_signal() -> None:
+    rng = np.random.default_rng(5)
+    n = 50
+    base, interest, history, era = (rng.random(n) for _ in range(4))
+    covisit = np.zeros(n)
+    rows = np.array([3, 17, 40])
+    covisit[rows] = [0.2, 1.0, 0.5]
+    config = RankingConfig(weight_covisit=0.7, weight_era=0.3)
+    base_before = base.copy()
+    dense = weighted_total(base, interest, history, covisit, config, era)
+    sparse = weighted_total(base, interest, history, covisit, config, era, rows)
+    np.testing.assert_allclose(sparse, dense)
+    expected = base + 0.45 * interest + 0.35 * history + 0.7 * covisit + 0.3 * era
+    np.testing.assert_allclose(dense, expected)
+    np.testing.assert_array_equal(base, base_before)  # a batch's users share it
 
 
 def test_time_groups_gather_back_to_the_item_times() -> None:
