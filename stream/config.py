@@ -203,12 +203,6 @@ class Settings(BaseSettings):
         "catalog), reused across users and batches since popular items recur in many "
         "histories. Rows hold 4 bytes per catalog item; 0 disables the cache.",
     )
-    event_loop: Literal["uvloop", "asyncio"] = Field(
-        "uvloop",
-        description="The worker's asyncio event loop: uvloop (libuv) runs the loop's turns, "
-        "socket writes and cross-thread hand-offs of a busy worker for less CPU than the "
-        "standard library's loop; asyncio for platforms without uvloop.",
-    )
     ranking_threads: int = Field(
         1,
         ge=0,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import faust
@@ -119,7 +118,6 @@ def run_worker(settings: Settings) -> None:
         raise SystemExit("STREAMRANK_BROKER is not set: the worker needs a Kafka broker")
     if settings.create_topics:
         ensure_topics(settings)
-    use_event_loop(settings.event_loop)
     limit_ranking_threads(settings.ranking_threads)
     app, _ = build_worker(settings)
     faust_worker(app, settings.log_level).execute_from_commandline()
@@ -136,20 +134,6 @@ def faust_worker(app: faust.App, log_level: str) -> faust.Worker:
     worker = faust.Worker(app, loglevel=log_level.upper(), quiet=True)
     worker.spinner = None
     return worker
-
-
-def use_event_loop(name: str) -> None:
-    """Make ``name`` ("uvloop" or "asyncio") the event loop of the loops created from now on.
-
-    Called before the app is built: Faust's worker and the consumer's thread create their
-    loops through the policy.
-    """
-    if name == "uvloop":
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    else:
-        asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
 
 
 def limit_ranking_threads(threads: int) -> None:
