@@ -151,7 +151,7 @@ def _decode_batch(
 
 def _load_profile(ctx: Pipeline, user_id: str) -> UserProfile | None:
     raw = ctx.tables.user_profiles.get(user_id)
-    return None if raw is None else UserProfile.from_dict(raw)
+    return None if raw is None else UserProfile.from_bytes(raw)
 
 
 def update_profile(
@@ -249,7 +249,7 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
                 _bind_table_partition(group[-1][1])
                 profile, user_pairs = update_profile(ctx, index, _load_profile(ctx, user_id), records)
                 pairs.extend(user_pairs)
-                tables.user_profiles[user_id] = profile.to_dict()
+                tables.user_profiles[user_id] = profile.to_bytes()
                 profiles.append((user_id, profile, records, [e for _, e in group]))
             # One list per user per batch, all users scored together.
             user_views = index.user_views(

@@ -5,13 +5,16 @@ the user's events (item vector x_i, event weight w_i, half-life h). It is stored
 to ``ref_ts``, the newest event time seen, so one update is O(dim) and out-of-order
 events are folded in at their own time. Only the direction matters for scoring.
 
-Pure functions and a plain dataclass: no Faust, no Kafka. Agents serialise profiles with
-``to_dict``/``from_dict`` into a changelog-backed table.
+Pure functions and a plain dataclass: no Faust, no Kafka. Agents store profiles in a
+changelog-backed table as ``to_bytes`` (a compact binary form); ``to_dict`` is the JSON
+form of the worker's profile page and of earlier versions' tables.
 """
 
 from __future__ import annotations
 
 import base64
+import json
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +63,17 @@ def fold_in(
     return vector + (weight * late) * item_vector, mass + weight * late, ref_ts
 
 
+# Binary profile: magic, header length (uint32 LE), JSON header (scalars, item ids), then
+# the vector (float32) and the history and pending times and weights (float64), all LE.
+_MAGIC = b"SRP1"
+_HEADER_LENGTH = struct.Struct("<I")
+
+
+def _entries(ids: list[str], values: np.ndarray) -> list[HistoryEntry]:
+    n = len(ids)
+    return list(zip(ids, values[:n].tolist(), values[n:].tolist(), strict=True))
+
+
 @dataclass(slots=True)
 class UserProfile:
     """What streamrank knows about one user."""
@@ -96,6 +110,64 @@ class UserProfile:
             "n_events": self.n_events,
             "last_event_ts": self.last_event_ts,
         }
+
+    def to_bytes(self) -> bytes:
+        """The stored form in the ``user-profiles`` table: binary, several times cheaper
+        than JSON to write and read (a profile holds hundreds of history times and weights,
+        and formatting floats as text dominates JSON's cost)."""
+        dim = -1 if self.vector is None else len(self.vector)
+        header = {
+            "dim": dim,
+            "mass": self.mass,
+            "ref_ts": self.ref_ts,
+            "model_id": self.model_id,
+            "history": [item for item, _, _ in self.history],
+            "pending": [item for item, _, _ in self.pending],
+            "counts": self.counts,
+            "n_events": self.n_events,
+            "last_event_ts": self.last_event_ts,
+        }
+        head = json.dumps(header, separators=(",", ":")).encode("utf-8")
+        parts = [_MAGIC, _HEADER_LENGTH.pack(len(head)), head]
+        if self.vector is not None:
+            parts.append(np.ascontiguousarray(self.vector, dtype="<f4").tobytes())
+        for entries in (self.history, self.pending):
+            if entries:
+                times = [ts for _, ts, _ in entries]
+                weights = [weight for _, _, weight in entries]
+                parts.append(np.array(times + weights, dtype="<f8").tobytes())
+        return b"".join(parts)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> UserProfile:
+        """Inverse of :meth:`to_bytes`; also reads the JSON form stored by earlier versions."""
+        if not data.startswith(_MAGIC):
+            return cls.from_dict(json.loads(data))
+        start = len(_MAGIC) + _HEADER_LENGTH.size
+        (length,) = _HEADER_LENGTH.unpack_from(data, len(_MAGIC))
+        header = json.loads(data[start : start + length])
+        offset = start + length
+        dim = int(header["dim"])
+        vector = None
+        if dim >= 0:
+            vector = np.frombuffer(data, dtype="<f4", count=dim, offset=offset).astype(np.float32)
+            offset += 4 * dim
+        history_ids, pending_ids = header["history"], header["pending"]
+        n_history = 2 * len(history_ids)
+        values = np.frombuffer(data, dtype="<f8", offset=offset)
+        if len(values) != n_history + 2 * len(pending_ids):
+            raise ValueError(f"profile of {len(data)} bytes does not match its header")
+        return cls(
+            vector=vector,
+            mass=float(header["mass"]),
+            ref_ts=float(header["ref_ts"]),
+            model_id=header["model_id"],
+            history=_entries(history_ids, values[:n_history]),
+            pending=_entries(pending_ids, values[n_history:]),
+            counts=dict(header["counts"]),
+            n_events=int(header["n_events"]),
+            last_event_ts=float(header["last_event_ts"]),
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UserProfile:

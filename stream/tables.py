@@ -1,7 +1,8 @@
 """Faust tables: the state of streamrank.
 
-- ``user-profiles``: one profile per user, partitioned like ``events`` (key user_id),
-  changelog-backed, RocksDB in production. Written only by ``update_user_interest``.
+- ``user-profiles``: one profile per user (``UserProfile.to_bytes``), partitioned like
+  ``events`` (key user_id), changelog-backed, RocksDB in production. Written only by
+  ``update_user_interest``.
 - ``item-catalog``: a global table (every worker holds it all) with each item's vector,
   the model that produced it, its text (to re-encode it under another model), title, time
   and deletion flag. Written by ``embed_new_items`` and by the background re-encoder.
@@ -95,6 +96,10 @@ def declare_tables(app: faust.App, settings: Settings, catalog: ModelCatalog) ->
             "user-profiles",
             partitions=settings.topic_partitions,
             key_type=str,
+            # ``UserProfile.to_bytes``; a bytes value type makes Faust pass it through as is
+            # ("raw") to the store and the changelog, where a JSON value was formatted twice
+            # per write, once for each.
+            value_type=bytes,
             help="Per-user interest vector, history and counters.",
         ),
         item_catalog=app.GlobalTable(

@@ -50,4 +50,4 @@ def register_pages(app: faust.App, ctx: Pipeline) -> None:
         raw = ctx.tables.user_profiles.get(user_id)
         if raw is None:
             return web.json({"error": f"no profile for user {user_id!r}"}, status=404)
-        return web.json(profile_summary(UserProfile.from_dict(raw)))
+        return web.json(profile_summary(UserProfile.from_bytes(raw)))

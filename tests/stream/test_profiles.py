@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -105,3 +107,45 @@ def test_round_trip_through_json_form() -> None:
     assert (q.history, q.pending, q.counts, q.n_events, q.mass) == (p.history, p.pending, p.counts, 2, p.mass)
     v = np.random.default_rng(0).standard_normal(384).astype(np.float32)
     np.testing.assert_array_equal(decode_vector(encode_vector(v)), v)
+
+
+def _fields(p: UserProfile) -> tuple:
+    vector = None if p.vector is None else (p.vector.dtype, p.vector.tolist())
+    return (vector, p.mass, p.ref_ts, p.model_id, p.history, p.pending, p.counts, p.n_events, p.last_event_ts)
+
+
+def _busy_profile() -> UserProfile:
+    rng = np.random.default_rng(3)
+    params = ProfileParams(half_life_s=H, history_size=200, pending_size=5, model_id="m")
+    p = UserProfile(model_id="m")
+    for i in range(260):  # past the bounded history; odd ids and times included
+        vector = None if i % 50 == 7 else rng.standard_normal(384).astype(np.float32)
+        kind = "view" if i % 3 else "click"
+        apply_event(p, f'item-{i}-é"', kind, 1e9 + i * 0.1, 0.5 + i / 7, vector, params)
+    return p
+
+
+@pytest.mark.parametrize(
+    "profile",
+    [UserProfile(), UserProfile(model_id="m", counts={"view": 0}), _busy_profile()],
+    ids=["empty", "cold", "busy"],
+)
+def test_binary_form_round_trips_exactly(profile: UserProfile) -> None:
+    assert _fields(UserProfile.from_bytes(profile.to_bytes())) == _fields(profile)
+
+
+def test_binary_form_reads_the_json_form_of_earlier_versions() -> None:
+    p = _busy_profile()
+    legacy = json.dumps(p.to_dict()).encode("utf-8")
+    assert _fields(UserProfile.from_bytes(legacy)) == _fields(p)
+
+
+def test_binary_form_is_smaller_than_json() -> None:
+    p = _busy_profile()
+    assert len(p.to_bytes()) < len(json.dumps(p.to_dict()))
+
+
+def test_truncated_binary_profile_is_refused() -> None:
+    data = _busy_profile().to_bytes()
+    with pytest.raises(ValueError, match="does not match its header"):
+        UserProfile.from_bytes(data[:-8])
