@@ -26,14 +26,24 @@ HistoryEntry = tuple[str, float, float]
 VectorLookup = Callable[[str], "np.ndarray | None"]
 
 
+def _vector_bytes(vector: np.ndarray) -> bytes:
+    """float32 vector -> its little-endian bytes (the stored and published form)."""
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+def _vector_from_bytes(data: bytes, count: int = -1, offset: int = 0) -> np.ndarray:
+    """Inverse of :func:`_vector_bytes` (``count`` floats from ``offset``; -1: all)."""
+    return np.frombuffer(data, dtype="<f4", count=count, offset=offset).astype(np.float32)
+
+
 def encode_vector(vector: np.ndarray) -> str:
     """float32 vector -> base64 text (little-endian), for JSON tables and topics."""
-    return base64.b64encode(np.ascontiguousarray(vector, dtype="<f4").tobytes()).decode("ascii")
+    return base64.b64encode(_vector_bytes(vector)).decode("ascii")
 
 
 def decode_vector(text: str) -> np.ndarray:
     """Inverse of :func:`encode_vector`."""
-    return np.frombuffer(base64.b64decode(text), dtype="<f4").astype(np.float32)
+    return _vector_from_bytes(base64.b64decode(text))
 
 
 def decay(dt: float | np.ndarray, half_life: float) -> float | np.ndarray:
@@ -97,40 +107,72 @@ class UserProfile:
         """Item ids in the bounded history (filtered out of top-K lists)."""
         return {item for item, _, _ in self.history} | {item for item, _, _ in self.pending}
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form stored in the ``user-profiles`` table."""
+    def _scalars(self) -> dict[str, Any]:
+        # The fields besides the vector and the entries, shared by both stored forms.
         return {
-            "vector": None if self.vector is None else encode_vector(self.vector),
             "mass": self.mass,
             "ref_ts": self.ref_ts,
             "model_id": self.model_id,
-            "history": [list(e) for e in self.history],
-            "pending": [list(e) for e in self.pending],
             "counts": self.counts,
             "n_events": self.n_events,
             "last_event_ts": self.last_event_ts,
         }
 
+    @classmethod
+    def _from_parts(
+        cls,
+        scalars: dict[str, Any],
+        vector: np.ndarray | None,
+        history: list[HistoryEntry],
+        pending: list[HistoryEntry],
+    ) -> UserProfile:
+        # Inverse of _scalars, with the parts each form stores its own way.
+        return cls(
+            vector=vector,
+            mass=float(scalars["mass"]),
+            ref_ts=float(scalars["ref_ts"]),
+            model_id=str(scalars["model_id"]),
+            history=history,
+            pending=pending,
+            counts=dict(scalars["counts"]),
+            n_events=int(scalars["n_events"]),
+            last_event_ts=float(scalars["last_event_ts"]),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: the worker's profile page, and the table form of earlier versions."""
+        return {
+            "vector": None if self.vector is None else encode_vector(self.vector),
+            **self._scalars(),
+            "history": [list(e) for e in self.history],
+            "pending": [list(e) for e in self.pending],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UserProfile:
+        """Inverse of :meth:`to_dict`."""
+        vector = data.get("vector")
+        return cls._from_parts(
+            data,
+            None if vector is None else decode_vector(vector),
+            [(str(i), float(t), float(w)) for i, t, w in data["history"]],
+            [(str(i), float(t), float(w)) for i, t, w in data["pending"]],
+        )
+
     def to_bytes(self) -> bytes:
         """The stored form in the ``user-profiles`` table: binary, several times cheaper
         than JSON to write and read (a profile holds hundreds of history times and weights,
         and formatting floats as text dominates JSON's cost)."""
-        dim = -1 if self.vector is None else len(self.vector)
         header = {
-            "dim": dim,
-            "mass": self.mass,
-            "ref_ts": self.ref_ts,
-            "model_id": self.model_id,
+            "dim": -1 if self.vector is None else len(self.vector),
+            **self._scalars(),
             "history": [item for item, _, _ in self.history],
             "pending": [item for item, _, _ in self.pending],
-            "counts": self.counts,
-            "n_events": self.n_events,
-            "last_event_ts": self.last_event_ts,
         }
         head = json.dumps(header, separators=(",", ":")).encode("utf-8")
         parts = [_MAGIC, _HEADER_LENGTH.pack(len(head)), head]
         if self.vector is not None:
-            parts.append(np.ascontiguousarray(self.vector, dtype="<f4").tobytes())
+            parts.append(_vector_bytes(self.vector))
         for entries in (self.history, self.pending):
             if entries:
                 times = [ts for _, ts, _ in entries]
@@ -150,40 +192,15 @@ class UserProfile:
         dim = int(header["dim"])
         vector = None
         if dim >= 0:
-            vector = np.frombuffer(data, dtype="<f4", count=dim, offset=offset).astype(np.float32)
+            vector = _vector_from_bytes(data, dim, offset)
             offset += 4 * dim
         history_ids, pending_ids = header["history"], header["pending"]
         n_history = 2 * len(history_ids)
         values = np.frombuffer(data, dtype="<f8", offset=offset)
         if len(values) != n_history + 2 * len(pending_ids):
             raise ValueError(f"profile of {len(data)} bytes does not match its header")
-        return cls(
-            vector=vector,
-            mass=float(header["mass"]),
-            ref_ts=float(header["ref_ts"]),
-            model_id=header["model_id"],
-            history=_entries(history_ids, values[:n_history]),
-            pending=_entries(pending_ids, values[n_history:]),
-            counts=dict(header["counts"]),
-            n_events=int(header["n_events"]),
-            last_event_ts=float(header["last_event_ts"]),
-        )
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> UserProfile:
-        """Inverse of :meth:`to_dict`."""
-        vector = data.get("vector")
-        return cls(
-            vector=None if vector is None else decode_vector(vector),
-            mass=float(data["mass"]),
-            ref_ts=float(data["ref_ts"]),
-            model_id=data["model_id"],
-            history=[(str(i), float(t), float(w)) for i, t, w in data["history"]],
-            pending=[(str(i), float(t), float(w)) for i, t, w in data["pending"]],
-            counts=dict(data["counts"]),
-            n_events=int(data["n_events"]),
-            last_event_ts=float(data["last_event_ts"]),
-        )
+        history = _entries(history_ids, values[:n_history])
+        return cls._from_parts(header, vector, history, _entries(pending_ids, values[n_history:]))
 
 
 @dataclass(frozen=True, slots=True)
