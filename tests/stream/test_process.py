@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,7 @@ from stream.process import (
     histogram_quantile,
     log_tail,
     parse_samples,
+    process_cpu_seconds,
     sample_delta,
     sample_sum,
     worker_env,
@@ -73,3 +78,24 @@ def test_log_tail_gives_the_end_of_a_log_or_says_there_is_none(tmp_path: Path) -
     tail = log_tail(log, max_chars=100)
     assert tail.startswith("--- w1.log:\n") and tail.endswith("last line\n")
     assert len(tail) == len("--- w1.log:\n") + 100
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_process_cpu_seconds_counts_a_child_busy_then_nothing_once_gone() -> None:
+    # Half a second of CPU, then asleep until killed.
+    busy = (
+        "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass\ntime.sleep(30)"
+    )
+    child = subprocess.Popen([sys.executable, "-c", busy])
+    try:
+        deadline = time.monotonic() + 20
+        used = process_cpu_seconds(child.pid)
+        while (used is None or used < 0.5) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            used = process_cpu_seconds(child.pid)
+        assert used is not None and 0.5 <= used < 5.0
+    finally:
+        child.kill()
+        child.wait()
+    assert process_cpu_seconds(child.pid) is None
+    assert process_cpu_seconds(os.getpid()) is not None
