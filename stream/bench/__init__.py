@@ -16,6 +16,7 @@ from stream.config import Settings
 
 # Subcommand name -> module implementing it.
 BENCHMARKS: dict[str, str] = {
+    "batch": "stream.bench.batch",
     "encoder": "stream.bench.encoder",
     "stream": "stream.bench.stream",
 }

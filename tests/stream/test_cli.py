@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from stream.bench.batch import STEPS
 from stream.cli import build_parser, main, settings_from_args
 
 
@@ -116,3 +117,22 @@ def test_bench_stream_flags(monkeypatch: pytest.MonkeyPatch) -> None:
         with pytest.raises(SystemExit):
             build_parser().parse_args(["bench", "stream", "--rates", bad])
     assert settings_from_args(defaults).bootstrap_servers == ["from-env:9092"]
+
+
+@pytest.mark.model
+def test_bench_batch_prints_a_step_table_and_a_json_line(
+    movielens_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STREAMRANK_CACHE_DIR", str(tmp_path))
+    argv = ["bench", "batch", "--data", str(movielens_dir), "--max-items", "120", "--sizes", "4,40"]
+    assert main([*argv, "--events", "80", "--warmup-events", "1000", "--json"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    sizes = json.loads(out[-1])["sizes"]
+    assert set(sizes) == {"4", "40"}
+    for cost in sizes.values():
+        steps = cost["steps_ms"]
+        assert set(steps) == set(STEPS) and all(ms >= 0 for ms in steps.values())
+        # The steps are the batch's whole work, timed one by one.
+        assert 0 < sum(steps.values()) <= cost["ms_per_batch"] * 1.01
+        assert cost["users_per_batch"] >= 1
+    assert any(line.startswith("| 40 |") for line in out)

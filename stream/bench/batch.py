@@ -1,0 +1,318 @@
+"""``streamrank bench batch``: where an events batch's CPU time goes, step by step, offline.
+
+The events agent's work on one batch, without Kafka or Faust: decode the messages, read,
+update and write each user's profile (in its stored binary form), compute the batch's
+similarity rows (``user_views``), rank the catalog for every user, build the item
+statistics messages and the list payloads. Every step calls the functions the agent calls,
+on the real MovieLens catalog (encoded with the configured model; vectors cached on disk
+like the offline evaluation's) and real events in time order, with one BLAS thread as a
+worker has. A warm-up applies events and merges their statistics first, so popularity
+and co-visitation rows are those of a running stream.
+
+What it shows: the cost of a batch as a function of its size. A worker at a live rate
+takes batches of what arrived while the previous one ran (a few to tens of events), and a
+worker with a backlog full ones, so fixed costs per batch (a read of the catalog matrix,
+a statistics message per owner partition) weigh very differently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stream.config import Settings
+
+HELP = "CPU time of the events agent's batch work per step, at several batch sizes (no broker)"
+DESCRIPTION = (
+    "Time each step of the events agent's work on a batch (decoding, profile read, update and "
+    "write, similarity rows, ranking, statistics messages, list payloads) with the production "
+    "functions on the real MovieLens catalog and events, at several batch sizes, without Kafka."
+)
+
+STEPS = (
+    "decode",
+    "profile read",
+    "profile update",
+    "profile write",
+    "similarity rows",
+    "ranking",
+    "statistics messages",
+    "list payloads",
+)
+# Warm-up batches are this large, and their statistics are merged every _WARMUP_WINDOW of them
+# (the statistics agent's window), so that co-visitation rows and popularity exist.
+_WARMUP_BATCH = 500
+_WARMUP_WINDOW = 4
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integers: {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError("batch sizes must be at least 1")
+    return sizes
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``streamrank bench batch``."""
+    parser.add_argument("--data", help="MovieLens ml-latest-small directory (env STREAMRANK_DATA)")
+    parser.add_argument(
+        "--sizes", type=_sizes, default=[15, 60, 500], metavar="N1,N2,...", help="batch sizes (events)"
+    )
+    parser.add_argument("--events", type=int, default=6000, help="events measured per batch size")
+    parser.add_argument("--warmup-events", type=int, default=40000, help="events applied before measuring")
+    parser.add_argument(
+        "--max-items", type=int, default=None, help="only the first N movies and their ratings (default all)"
+    )
+    parser.add_argument("--json", action="store_true", help="print a JSON line last")
+
+
+@dataclass
+class BatchCost:
+    """What batches of one size cost."""
+
+    size: int
+    batches: int = 0
+    events: int = 0
+    users: int = 0
+    seconds: float = 0.0
+    steps: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> dict[str, Any]:
+        """Milliseconds per batch (in all and per step), microseconds per event, users per batch."""
+        batches = max(self.batches, 1)
+        return {
+            "ms_per_batch": round(1000 * self.seconds / batches, 3),
+            "us_per_event": round(1e6 * self.seconds / max(self.events, 1), 1),
+            "users_per_batch": round(self.users / batches, 2),
+            "steps_ms": {step: round(1000 * self.steps[step] / batches, 3) for step in STEPS},
+        }
+
+
+class _Stream:
+    """The agent's state and steps on one in-memory catalog (no Kafka, no Faust)."""
+
+    def __init__(self, settings: Settings, data: Path, max_items: int | None = None) -> None:
+        from prometheus_client import CollectorRegistry
+
+        from encoders.text import TextEncoder
+        from stream import movielens
+        from stream.catalog import CatalogIndex
+        from stream.eval_movielens import encode_cached
+        from stream.metrics import Metrics
+        from stream.profiles import ProfileParams
+        from stream.ranking import RankingConfig
+        from stream.records import decode_item
+
+        self.settings = settings
+        movies = movielens.load_movies(data)[:max_items]
+        catalog = {m.movie_id for m in movies}
+        tags = movielens.load_tags(data)
+        # The texts the workers encode: each item message as the items agent decodes it.
+        upserts = [
+            decode_item(
+                json.dumps(movielens.item_message(m, tags.get(m.movie_id, []))).encode(),
+                settings.max_text_chars,
+            )
+            for m in movies
+        ]
+        encoder = TextEncoder.from_settings(settings.encoder)
+        texts = [u.encoder_text() for u in upserts]  # type: ignore[union-attr]
+        vectors = encode_cached(encoder, texts, Path(settings.cache_dir))
+        self.index = CatalogIndex(
+            encoder.model_id, encoder.dim, similarity_cache_bytes=settings.similarity_cache_mb << 20
+        )
+        for upsert, vector in zip(upserts, vectors, strict=True):
+            self.index.upsert(upsert.item_id, vector, encoder.model_id, upsert.ts)
+        self.messages = [
+            json.dumps(movielens.event_message(r)).encode()
+            for r in movielens.load_ratings(data)
+            if r.movie_id in catalog
+        ]
+        self.position = 0
+        self.profile_params = ProfileParams(
+            settings.interest_half_life_s, settings.history_size, settings.pending_size, encoder.model_id
+        )
+        self.covisit_params = settings.covisit_params()
+        self.ranking = RankingConfig.from_settings(settings)
+        self.metrics = Metrics(CollectorRegistry(), list(settings.event_weights), ["events"])
+        self.stored: dict[str, bytes] = {}
+        self.popularity: dict[str, tuple[float, float]] = {}
+        self.covisits: dict[str, Any] = {}
+
+    def take(self, n: int) -> list[bytes]:
+        """The next ``n`` event messages in time order (cycling at the end)."""
+        out = [self.messages[(self.position + i) % len(self.messages)] for i in range(n)]
+        self.position += n
+        return out
+
+    def run(self, batch: list[bytes], clock: Counter[str]) -> tuple[list[dict[str, Any]], int]:
+        """One batch, as the events agent does it; adds each step's seconds to ``clock``.
+
+        Returns the batch's statistics messages and its number of users.
+        """
+        from stream.interactions import apply_user_events
+        from stream.profiles import UserProfile
+        from stream.ranking import rank_catalog_batch
+        from stream.records import InteractionEvent, decode_event, recommendation_payload
+        from stream.statistics import ItemIncrements
+
+        settings, now = self.settings, time.perf_counter
+        started = now()
+        records = [decode_event(raw, settings.event_weights) for raw in batch]
+        clock["decode"] += now() - started
+        by_user: dict[str, list[InteractionEvent]] = {}
+        for record in records:
+            by_user.setdefault(record.user_id, []).append(record)
+        profiles: list[tuple[str, UserProfile, list[InteractionEvent]]] = []
+        pairs = []
+        for user_id, events in by_user.items():
+            started = now()
+            raw = self.stored.get(user_id)
+            profile = None if raw is None else UserProfile.from_bytes(raw)
+            clock["profile read"] += now() - started
+            started = now()
+            update = apply_user_events(
+                profile,
+                events,
+                self.index.vector_of,
+                self.profile_params,
+                settings.event_weights,
+                self.covisit_params,
+            )
+            pairs.extend(update.pairs)
+            clock["profile update"] += now() - started
+            started = now()
+            self.stored[user_id] = update.profile.to_bytes()
+            clock["profile write"] += now() - started
+            profiles.append((user_id, update.profile, events))
+        started = now()
+        views = self.index.user_views(
+            [p for _, p, _ in profiles], self.ranking.history_items, self.ranking.covisit_items
+        )
+        clock["similarity rows"] += now() - started
+        started = now()
+        at = max(p.last_event_ts for _, p, _ in profiles)
+        ranked = rank_catalog_batch(views, self.index.view(), [at] * len(profiles), self.ranking)
+        clock["ranking"] += now() - started
+        started = now()
+        increments = ItemIncrements.of_batch(
+            records,
+            pairs,
+            settings.event_weights,
+            settings.popularity_half_life_s,
+            self.covisit_params.half_life_s,
+        )
+        messages = [part.to_message() for part in increments.by_owner(settings.topic_partitions).values()]
+        for message in messages:  # as Faust's JSON serializer would
+            json.dumps(message)
+        clock["statistics messages"] += now() - started
+        started = now()
+        for (user_id, profile, events), items in zip(profiles, ranked, strict=True):
+            payload = recommendation_payload(
+                user_id,
+                items,
+                model=self.index.model_id,
+                event_ts=max(e.ts for e in events),
+                emitted_ts=time.time(),
+                profile_events=profile.n_events,
+            )
+            json.dumps(payload, separators=(",", ":")).encode("utf-8")
+        clock["list payloads"] += now() - started
+        return messages, len(profiles)
+
+    def merge_statistics(self, messages: list[dict[str, Any]]) -> None:
+        """Merge statistics messages as each item's owner does (not timed)."""
+        from stream import covisit, popularity
+        from stream.statistics import covisit_entries, popularity_entries
+
+        half_life = self.settings.popularity_half_life_s
+        for message in messages:
+            for item_id, add_score, add_ts in popularity_entries(message):
+                score, ref_ts = self.popularity.get(item_id, (0.0, 0.0))
+                self.popularity[item_id] = popularity.merge(score, ref_ts, add_score, add_ts, half_life)
+            for row_id, scores, ts in covisit_entries(message):
+                self.covisits[row_id] = covisit.merge_row(
+                    self.covisits.get(row_id), scores, ts, self.covisit_params
+                )
+
+    def publish_statistics(self) -> None:
+        """Hand merged statistics to the index, as a window's writes reach every worker."""
+        from stream import covisit
+
+        for item_id, (score, ref_ts) in self.popularity.items():
+            self.index.set_popularity(item_id, score, ref_ts)
+        for row_id, row in self.covisits.items():
+            self.index.set_covisits(row_id, covisit.published(row, self.covisit_params.max_neighbours))
+
+
+def measure(
+    settings: Settings,
+    data: Path,
+    sizes: list[int],
+    events: int,
+    warmup_events: int,
+    max_items: int | None = None,
+) -> list[BatchCost]:
+    """Warm up, then time batches of each size over ``events`` events."""
+    from threadpoolctl import threadpool_limits
+
+    stream = _Stream(settings, data, max_items)
+    with threadpool_limits(limits=1):
+        ignored: Counter[str] = Counter()
+        for i in range(max(warmup_events // _WARMUP_BATCH, 0)):
+            messages, _ = stream.run(stream.take(_WARMUP_BATCH), ignored)
+            stream.merge_statistics(messages)
+            if i % _WARMUP_WINDOW == _WARMUP_WINDOW - 1:
+                stream.publish_statistics()
+        stream.publish_statistics()
+        costs = []
+        for size in sizes:
+            cost = BatchCost(size)
+            while cost.events < events:
+                batch = stream.take(size)
+                started = time.perf_counter()
+                _, users = stream.run(batch, cost.steps)
+                cost.seconds += time.perf_counter() - started
+                cost.batches += 1
+                cost.events += len(batch)
+                cost.users += users
+            costs.append(cost)
+    return costs
+
+
+def results_table(costs: list[BatchCost]) -> str:
+    """A Markdown table: one row per batch size, one column per step (ms per batch)."""
+    lines = [
+        "| batch size | users / batch | ms / batch | us / event | " + " | ".join(STEPS) + " |",
+        "|---" * (4 + len(STEPS)) + "|",
+    ]
+    for cost in costs:
+        summary = cost.summary()
+        steps = " | ".join(f"{summary['steps_ms'][step]:.2f}" for step in STEPS)
+        lines.append(
+            f"| {cost.size} | {summary['users_per_batch']:.1f} | {summary['ms_per_batch']:.2f} | "
+            f"{summary['us_per_event']:.0f} | {steps} |"
+        )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """``streamrank bench batch``: measure, print the table (and the JSON line)."""
+    from stream import movielens
+
+    if args.events < 1 or args.warmup_events < 0:
+        raise SystemExit("--events must be at least 1 and --warmup-events at least 0")
+    data = movielens.resolve_data_dir(settings.data, settings.cache_dir)
+    costs = measure(settings, data, args.sizes, args.events, args.warmup_events, args.max_items)
+    print(results_table(costs), flush=True)
+    if args.json:
+        print(json.dumps({"sizes": {str(c.size): c.summary() for c in costs}}), flush=True)
+    return 0
