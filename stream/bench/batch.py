@@ -100,31 +100,29 @@ class _Stream:
     """The agent's state and steps on one in-memory catalog (no Kafka, no Faust)."""
 
     def __init__(self, settings: Settings, data: Path, max_items: int | None = None) -> None:
-        from prometheus_client import CollectorRegistry
-
         from encoders.text import TextEncoder
         from stream import movielens
         from stream.catalog import CatalogIndex
         from stream.eval_movielens import encode_cached
-        from stream.metrics import Metrics
         from stream.profiles import ProfileParams
         from stream.ranking import RankingConfig
-        from stream.records import decode_item
+        from stream.records import ItemUpsert, decode_item
 
         self.settings = settings
         movies = movielens.load_movies(data)[:max_items]
         catalog = {m.movie_id for m in movies}
         tags = movielens.load_tags(data)
         # The texts the workers encode: each item message as the items agent decodes it.
-        upserts = [
+        decoded = (
             decode_item(
                 json.dumps(movielens.item_message(m, tags.get(m.movie_id, []))).encode(),
                 settings.max_text_chars,
             )
             for m in movies
-        ]
+        )
+        upserts = [item for item in decoded if isinstance(item, ItemUpsert)]
         encoder = TextEncoder.from_settings(settings.encoder)
-        texts = [u.encoder_text() for u in upserts]  # type: ignore[union-attr]
+        texts = [u.encoder_text() for u in upserts]
         vectors = encode_cached(encoder, texts, Path(settings.cache_dir))
         self.index = CatalogIndex(
             encoder.model_id, encoder.dim, similarity_cache_bytes=settings.similarity_cache_mb << 20
@@ -142,7 +140,6 @@ class _Stream:
         )
         self.covisit_params = settings.covisit_params()
         self.ranking = RankingConfig.from_settings(settings)
-        self.metrics = Metrics(CollectorRegistry(), list(settings.event_weights), ["events"])
         self.stored: dict[str, bytes] = {}
         self.popularity: dict[str, tuple[float, float]] = {}
         self.covisits: dict[str, Any] = {}
