@@ -121,10 +121,11 @@ class BestHistoryItem:
     def __init__(self, rows: Sequence[np.ndarray] | np.ndarray | None) -> None:
         self._rows = rows  # the m history items' similarities to every row, or None
 
-    def __getitem__(self, row: int) -> int:
+    def of_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The best history index of each of ``rows`` (ties: the earlier history item)."""
         if self._rows is None or len(self._rows) == 0:
-            return -1
-        return int(np.argmax([sims[row] for sims in self._rows]))
+            return np.full(len(rows), -1, dtype=np.int64)
+        return np.stack([sims[rows] for sims in self._rows]).argmax(axis=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,22 +368,30 @@ def reasons(
     (taken together with the user's recent items by other users), ``trending``
     (popularity) and ``new`` (freshness).
     """
+    rows = np.asarray(rows, dtype=np.int64)
+    if not len(rows):
+        return []
+    # One column per selected row; per row, the first largest contribution wins.
+    contributions = np.stack(
+        [
+            config.weight_interest * parts.interest[rows]
+            + config.weight_history * parts.history[rows]
+            + config.weight_era * parts.era[rows],
+            config.weight_covisit * parts.covisit[rows],
+            config.weight_popularity * parts.popularity[rows],
+            config.weight_freshness * parts.freshness[rows],
+        ]
+    )
+    tops = contributions.argmax(axis=0)
+    largest = contributions[tops, np.arange(len(rows))]
+    best = parts.history_best.of_rows(rows) if (tops == 0).any() else np.full(len(rows), -1)
     out = []
-    for r in rows:
-        contributions = (
-            config.weight_interest * parts.interest[r]
-            + config.weight_history * parts.history[r]
-            + config.weight_era * parts.era[r],
-            config.weight_covisit * parts.covisit[r],
-            config.weight_popularity * parts.popularity[r],
-            config.weight_freshness * parts.freshness[r],
-        )
-        top = int(np.argmax(contributions))
-        if contributions[top] <= 0.0:
+    for i, top in enumerate(tops.tolist()):
+        if largest[i] <= 0.0:
             out.append("trending")
         elif top == 0:
-            best = parts.history_best[r]
-            out.append(f"similar:{history_ids[best]}" if best >= 0 else "interest")
+            b = int(best[i])
+            out.append(f"similar:{history_ids[b]}" if b >= 0 else "interest")
         else:
             out.append(("covisited", "trending", "new")[top - 1])
     return out

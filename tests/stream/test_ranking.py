@@ -12,8 +12,10 @@ from stream.catalog import CatalogIndex
 from stream.covisit import CovisitRow
 from stream.profiles import ProfileParams, UserProfile, apply_event
 from stream.ranking import (
+    BestHistoryItem,
     CatalogView,
     RankingConfig,
+    ScoreParts,
     UserView,
     covisit_signal,
     decayed,
@@ -24,6 +26,7 @@ from stream.ranking import (
     rank_candidates,
     rank_catalog,
     rank_catalog_batch,
+    reasons,
     score_parts,
     time_groups,
     top_rows,
@@ -358,3 +361,55 @@ def test_top_rows_breaks_ties_by_catalog_row() -> None:
     np.testing.assert_array_equal(top_rows(np.zeros(5), 2), [0, 1])
     np.testing.assert_array_equal(top_rows(scores, 9), np.arange(7))
     assert top_rows(scores, 0).size == 0
+
+
+def test_reasons_name_each_rows_largest_contribution() -> None:
+    # Against the definition written out row by row, with ties, zeros and negative totals.
+    rng = np.random.default_rng(3)
+    n, history = 300, [rng.random(300).astype(np.float32) for _ in range(4)]
+    history[1][:50] = history[0][:50]  # ties between history items: the earlier one
+    parts = ScoreParts(
+        interest=rng.normal(size=n).astype(np.float32),
+        history=np.maximum.reduce(history),
+        history_best=BestHistoryItem(history),
+        covisit=np.where(rng.random(n) < 0.3, rng.random(n), 0.0),
+        popularity=rng.random(n),
+        freshness=np.where(rng.random(n) < 0.5, rng.random(n), 0.0),
+        era=rng.random(n),
+        total=np.zeros(n),
+    )
+    config = RankingConfig(
+        weight_interest=0.5, weight_history=0.2, weight_covisit=2.0, weight_popularity=1.0, weight_era=0.1
+    )
+    rows = rng.choice(np.arange(8, n), 120, replace=False)
+    rows[:3] = [0, 1, 2]
+    parts.covisit[:3], parts.popularity[:3], parts.freshness[:3] = 0.0, 0.0, 0.0
+    parts.interest[:3] = -1.0  # nothing positive: "trending"
+    rows[3:6] = [3, 4, 5]  # co-visitation and popularity tie: the earlier component, "covisited"
+    parts.interest[3:6], parts.covisit[3:6], parts.popularity[3:6], parts.freshness[3:6] = -1.0, 0.5, 1.0, 0.0
+    rows[6:8] = [6, 7]  # only freshness: "new"
+    parts.interest[6:8], parts.covisit[6:8], parts.popularity[6:8], parts.freshness[6:8] = -1.0, 0.0, 0.0, 1.0
+    ids = ["a", "b", "c", "d"]
+    expected = []
+    for r in rows:
+        content = config.weight_interest * parts.interest[r] + config.weight_history * parts.history[r]
+        contributions = [
+            content + config.weight_era * parts.era[r],
+            config.weight_covisit * parts.covisit[r],
+            config.weight_popularity * parts.popularity[r],
+            config.weight_freshness * parts.freshness[r],
+        ]
+        top = max(range(4), key=lambda i: (contributions[i], -i))
+        if contributions[top] <= 0:
+            expected.append("trending")
+        elif top == 0:
+            expected.append("similar:" + ids[max(range(4), key=lambda i: (history[i][r], -i))])
+        else:
+            expected.append(("covisited", "trending", "new")[top - 1])
+    assert reasons(parts, rows, ids, config) == expected
+    assert {"trending", "covisited", "new"} <= set(expected) and any(
+        e.startswith("similar:") for e in expected
+    )
+    without_history = dataclasses.replace(parts, history_best=BestHistoryItem(None))
+    assert "interest" in reasons(without_history, rows, ids, config)
+    assert reasons(parts, np.zeros(0, np.int64), ids, config) == []
