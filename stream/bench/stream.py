@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
@@ -34,7 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -382,24 +381,18 @@ class _Bench:
             clocks["broker"] = broker
         return clocks
 
-    @contextlib.contextmanager
-    def _producer(self) -> Iterator[Any]:
-        from stream.admin import producer
-
-        kafka = producer(self.settings)
-        try:
-            yield kafka
-        finally:
-            kafka.close()
-
     def publish_catalog(self, movies: Sequence[movielens.Movie], tags: dict[str, list[str]]) -> None:
         """Publish the catalog and wait until every worker holds every vector (not measured)."""
-        from stream.replay import send_all
-
         started = time.monotonic()
-        with self._producer() as kafka:
-            items = ((m.movie_id, movielens.item_message(m, tags.get(m.movie_id, []))) for m in movies)
-            self.n_items = send_all(kafka, self.settings.items_topic, items, 0.0, None)
+        items = [
+            (
+                m.movie_id.encode("utf-8"),
+                json.dumps(movielens.item_message(m, tags.get(m.movie_id, []))).encode(),
+            )
+            for m in movies
+        ]
+        self._send(self.settings.items_topic, items)
+        self.n_items = len(items)
         self.workers.wait_ready(min_items=self.n_items)
         print(f"catalog of {self.n_items} items encoded in {time.monotonic() - started:.1f}s", flush=True)
 
