@@ -395,21 +395,19 @@ def _write_statistics(
 ) -> Iterator[None]:
     """Write one window's entries to the tables and this worker's catalog, pausing after each."""
     for item_id, (score, ref_ts) in merged.items():
-        ctx.tables.item_popularity[item_id] = {"score": score, "ref_ts": ref_ts}
+        ctx.tables.item_popularity[item_id] = popularity.encode_entry(score, ref_ts)
         ctx.catalog.set_popularity(item_id, score, ref_ts)
         yield
     for row_id, row in rows.items():
         stored = covisit.published(row, ctx.covisit_params.max_neighbours)
-        ctx.tables.item_covisits[row_id] = stored.to_dict()
+        ctx.tables.item_covisits[row_id] = stored.to_bytes()
         ctx.catalog.set_covisits(row_id, stored)  # the row itself, not a decoding of what was encoded
         yield
 
 
 def _stored_popularity(tables: Tables, item_id: str) -> tuple[float, float]:
-    entry = tables.item_popularity.get(item_id)
-    return (0.0, 0.0) if entry is None else (float(entry["score"]), float(entry["ref_ts"]))
+    return popularity.decode_entry(tables.item_popularity.get(item_id))
 
 
 def _stored_covisits(tables: Tables, item_id: str) -> CovisitRow | None:
-    entry = tables.item_covisits.get(item_id)
-    return None if entry is None else CovisitRow.from_dict(entry)
+    return covisit.stored_row(tables.item_covisits.get(item_id))

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from stream.covisit import CovisitRow
+from stream.covisit import CovisitRow, row_arrays
 from stream.profiles import UserProfile
 from stream.ranking import CatalogView, UserView, interest_direction, time_groups
 
@@ -39,7 +39,7 @@ class CatalogIndex:
         self,
         model_id: str,
         dim: int,
-        covisits: dict[str, CovisitRow] | None = None,
+        covisits: dict[str, CovisitRow | bytes] | None = None,
         similarity_cache_bytes: int = DEFAULT_SIMILARITY_CACHE_BYTES,
     ) -> None:
         self.model_id = model_id
@@ -66,7 +66,8 @@ class CatalogIndex:
         # time_groups of the item times, kept until a time changes or a row is added.
         self._ts_groups: tuple[np.ndarray, np.ndarray] | None = None
         # Co-visitation rows do not depend on the model: indexes of one catalog share them.
-        self._covisits: dict[str, CovisitRow] = {} if covisits is None else covisits
+        # A row replayed from the table stays in its binary form until a ranking reads it.
+        self._covisits: dict[str, CovisitRow | bytes] = {} if covisits is None else covisits
         # Rows as (catalog rows, normalised scores), converted when first read.
         self._covisit_arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -154,10 +155,11 @@ class CatalogIndex:
         self._popularity[row] = score
         self._popularity_ref_ts[row] = ref_ts
 
-    def set_covisits(self, item_id: str, row: CovisitRow | None) -> None:
-        """Set an item's co-visitation row (None or empty removes it)."""
+    def set_covisits(self, item_id: str, row: CovisitRow | bytes | None) -> None:
+        """Set an item's co-visitation row, or its binary form (``CovisitRow.to_bytes``,
+        decoded when first scored); None or an empty row removes it."""
         self._covisit_arrays.pop(item_id, None)
-        if row is None or not row.scores:
+        if row is None or (isinstance(row, CovisitRow) and not row.scores):
             self._covisits.pop(item_id, None)
         else:
             self._covisits[item_id] = row
@@ -169,8 +171,12 @@ class CatalogIndex:
             row = self._covisits.get(item_id)
             if row is None:
                 return None
-            rows = np.fromiter((self._row(k) for k in row.scores), dtype=np.int64, count=len(row.scores))
-            scores = np.fromiter(row.scores.values(), dtype=np.float64, count=len(row.scores))
+            if isinstance(row, bytes):
+                ids, scores = row_arrays(row)
+            else:
+                ids = list(row.scores)
+                scores = np.fromiter(row.scores.values(), dtype=np.float64, count=len(ids))
+            rows = np.fromiter((self._row(k) for k in ids), dtype=np.int64, count=len(ids))
             # A row is a distribution over "what came next": its sum cancels the landmark
             # scaling and keeps heavy rows from drowning out the rest.
             arrays = (rows, scores / scores.sum())
@@ -361,7 +367,7 @@ class ModelCatalog:
     def __init__(
         self, model_id: str, dim: int, similarity_cache_bytes: int = DEFAULT_SIMILARITY_CACHE_BYTES
     ) -> None:
-        self._covisits: dict[str, CovisitRow] = {}
+        self._covisits: dict[str, CovisitRow | bytes] = {}
         self._similarity_cache_bytes = similarity_cache_bytes
         self.target = CatalogIndex(model_id, dim, self._covisits, similarity_cache_bytes)
         self._others: dict[str, CatalogIndex] = {}
@@ -433,7 +439,7 @@ class ModelCatalog:
         for index in self.indexes():
             index.set_popularity(item_id, score, ref_ts)
 
-    def set_covisits(self, item_id: str, row: CovisitRow | None) -> None:
+    def set_covisits(self, item_id: str, row: CovisitRow | bytes | None) -> None:
         """Set an item's co-visitation row (shared by every index)."""
         for index in self.indexes():
             index.set_covisits(item_id, row)

@@ -17,9 +17,12 @@ The workers and the evaluation call the same functions. No Faust, no Kafka, no I
 from __future__ import annotations
 
 import base64
+import json
 import math
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -27,6 +30,13 @@ import numpy as np
 # Rebase a row once its increments are scaled by more than 2^REBASE_EXPONENT, long
 # before float64 (max ~2^1023) could overflow.
 REBASE_EXPONENT = 64.0
+
+# The stored row (``CovisitRow.to_bytes``): magic; landmark (float64), neighbour count and
+# byte length of the neighbour ids' JSON list (uint32 each); the list; the scores
+# (float64). All little-endian.
+_ROW_MAGIC = b"SRC1"
+_ROW_HEADER = struct.Struct("<dII")
+_ROW_START = len(_ROW_MAGIC) + _ROW_HEADER.size
 
 # (item_id, ts, weight) as in a profile's history.
 HistoryEntry = tuple[str, float, float]
@@ -84,6 +94,56 @@ class CovisitRow:
         values = decode_scores(scores)
         return cls(float(data["landmark"]), dict(zip(map(str, data["items"]), values, strict=True)))
 
+    def to_bytes(self) -> bytes:
+        """The binary form stored in the ``item-covisits`` table.
+
+        A statistics window writes thousands of rows, and every worker replays each one;
+        as a JSON object a row cost about 50 us to write and 70 us to read back on the
+        reference machine, binary about half, and a worker that never scores a replayed
+        row need not decode it at all (see :func:`row_arrays`).
+        """
+        ids = json.dumps(list(self.scores), separators=(",", ":")).encode("utf-8")
+        values = np.fromiter(self.scores.values(), dtype="<f8", count=len(self.scores))
+        return b"".join(
+            (_ROW_MAGIC, _ROW_HEADER.pack(self.landmark, len(self.scores), len(ids)), ids, values.tobytes())
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> CovisitRow:
+        """Inverse of :meth:`to_bytes`."""
+        landmark = _ROW_HEADER.unpack_from(data, len(_ROW_MAGIC))[0]
+        ids, values = row_arrays(data)
+        return cls(landmark, dict(zip(ids, values.tolist(), strict=True)))
+
+
+def is_row_bytes(value: object) -> bool:
+    """Whether ``value`` is a row in its binary form (:meth:`CovisitRow.to_bytes`)."""
+    return isinstance(value, bytes) and value.startswith(_ROW_MAGIC)
+
+
+def row_size(data: bytes) -> int:
+    """The number of neighbours of a row in its binary form."""
+    return int(_ROW_HEADER.unpack_from(data, len(_ROW_MAGIC))[1])
+
+
+def row_arrays(data: bytes) -> tuple[list[str], np.ndarray]:
+    """A binary row's neighbour ids and scores (float64), without building its dict."""
+    _, count, length = _ROW_HEADER.unpack_from(data, len(_ROW_MAGIC))
+    ids = json.loads(data[_ROW_START : _ROW_START + length])
+    values = np.frombuffer(data, dtype="<f8", count=count, offset=_ROW_START + length)
+    if len(ids) != count:
+        raise ValueError(f"a row of {count} scores names {len(ids)} neighbours")
+    return ids, values
+
+
+def stored_row(value: bytes | str | dict[str, Any] | None) -> CovisitRow | None:
+    """An ``item-covisits`` table value as a row: binary, or the JSON form of earlier versions."""
+    if value is None:
+        return None
+    if is_row_bytes(value):
+        return CovisitRow.from_bytes(value)  # type: ignore[arg-type]
+    return CovisitRow.from_dict(value if isinstance(value, dict) else json.loads(value))
+
 
 def pair_increments(
     history: Sequence[HistoryEntry], item_id: str, ts: float, params: CovisitParams
@@ -140,14 +200,17 @@ def merge_row(
 
 
 def published(row: CovisitRow, max_neighbours: int) -> CovisitRow:
-    """The row as stored and scored: its ``max_neighbours`` strongest entries.
+    """The row as stored and scored: its ``max_neighbours`` strongest entries, strongest first.
 
     An owner's row holds up to twice that between prunes (:func:`merge_row`); what is
     written to the table, and so what every worker and the evaluation score, is bounded.
+    Of equal scores the earlier entry is kept (the sort is stable): a sort keyed in C
+    costs a third of one that also compares ids, and this runs for most rows of every
+    statistics window.
     """
     if len(row.scores) <= max_neighbours:
         return row
-    keep = sorted(row.scores.items(), key=lambda kv: (-kv[1], kv[0]))[:max_neighbours]
+    keep = sorted(row.scores.items(), key=itemgetter(1), reverse=True)[:max_neighbours]
     return CovisitRow(row.landmark, dict(keep))
 
 

@@ -6,14 +6,17 @@
 - ``item-catalog``: a global table (every worker holds it all) with each item's vector,
   the model that produced it, its text (to re-encode it under another model), title, time
   and deletion flag. Written by ``embed_new_items`` and by the background re-encoder.
-- ``item-popularity``: a global table of decayed interaction counts per item, written by
-  ``count_item_popularity``, the one owner of each item's partition, so each event is
-  counted once whatever the number of workers.
-- ``item-covisits``: a global table of each item's bounded, decayed co-visitation row,
-  written like ``item-popularity`` by the item's single owner.
+- ``item-popularity``: a global table of decayed interaction counts per item
+  (``popularity.encode_entry``), written by ``count_item_popularity``, the one owner of
+  each item's partition, so each event is counted once whatever the number of workers.
+- ``item-covisits``: a global table of each item's bounded, decayed co-visitation row
+  (``CovisitRow.to_bytes``), written like ``item-popularity`` by the item's single owner.
 
 Global tables live in memory and are rebuilt from their changelogs at start; every
-changelog event is also applied to the worker's vectorised ``ModelCatalog``.
+changelog event is also applied to the worker's vectorised ``ModelCatalog``. The two
+statistics tables hold binary values (a bytes value type passes them through Faust as
+is): every statistics window rewrites thousands of their entries, and every worker
+replays each one. Their JSON values of earlier versions are still read.
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from typing import Any
 import faust
 from faust.types import EventT, TableT
 
+from stream import covisit, popularity
 from stream.catalog import ModelCatalog
 from stream.config import Settings
-from stream.covisit import CovisitRow
 from stream.profiles import decode_vector
 
 
@@ -57,17 +60,21 @@ def apply_catalog_entry(catalog: ModelCatalog, item_id: str, entry: dict[str, An
     catalog.apply_entry(item_id, entry, None if vector is None else decode_vector(vector))
 
 
-def apply_popularity_entry(catalog: ModelCatalog, item_id: str, entry: dict[str, Any] | None) -> None:
-    """Apply one ``item-popularity`` value to the catalog indexes."""
-    if entry is None:
-        catalog.set_popularity(item_id, 0.0, 0.0)
+def apply_popularity_entry(catalog: ModelCatalog, item_id: str, value: bytes | dict[str, Any] | None) -> None:
+    """Apply one ``item-popularity`` value (binary, or JSON of earlier versions) to the catalog."""
+    catalog.set_popularity(item_id, *popularity.decode_entry(value))
+
+
+def apply_covisit_entry(catalog: ModelCatalog, item_id: str, value: bytes | dict[str, Any] | None) -> None:
+    """Apply one ``item-covisits`` value (binary, or JSON of earlier versions) to the catalog.
+
+    A binary row is handed over as it is: the catalog decodes it when a ranking first
+    reads it, and most replayed rows are replaced before any does.
+    """
+    if covisit.is_row_bytes(value):
+        catalog.set_covisits(item_id, value if covisit.row_size(value) else None)  # type: ignore[arg-type]
     else:
-        catalog.set_popularity(item_id, float(entry["score"]), float(entry["ref_ts"]))
-
-
-def apply_covisit_entry(catalog: ModelCatalog, item_id: str, entry: dict[str, Any] | None) -> None:
-    """Apply one ``item-covisits`` value to the catalog indexes."""
-    catalog.set_covisits(item_id, None if entry is None else CovisitRow.from_dict(entry))
+        catalog.set_covisits(item_id, covisit.stored_row(value))
 
 
 def declare_tables(app: faust.App, settings: Settings, catalog: ModelCatalog) -> Tables:
@@ -77,10 +84,10 @@ def declare_tables(app: faust.App, settings: Settings, catalog: ModelCatalog) ->
         apply_catalog_entry(catalog, _key(event.key), _value(event.value))
 
     async def on_popularity_event(event: EventT) -> None:
-        apply_popularity_entry(catalog, _key(event.key), _value(event.value))
+        apply_popularity_entry(catalog, _key(event.key), event.value)
 
     async def on_covisit_event(event: EventT) -> None:
-        apply_covisit_entry(catalog, _key(event.key), _value(event.value))
+        apply_covisit_entry(catalog, _key(event.key), event.value)
 
     global_options: dict[str, Any] = {
         "partitions": settings.topic_partitions,
@@ -111,12 +118,14 @@ def declare_tables(app: faust.App, settings: Settings, catalog: ModelCatalog) ->
         item_popularity=app.GlobalTable(
             "item-popularity",
             on_changelog_event=on_popularity_event,
+            value_type=bytes,
             help="Time-decayed interaction counts per item.",
             **global_options,
         ),
         item_covisits=app.GlobalTable(
             "item-covisits",
             on_changelog_event=on_covisit_event,
+            value_type=bytes,
             help="Bounded, time-decayed co-visitation neighbours per item.",
             **global_options,
         ),

@@ -7,10 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from stream import popularity
 from stream.catalog import CatalogIndex, ModelCatalog
+from stream.covisit import CovisitRow
 from stream.profiles import ProfileParams, UserProfile, apply_event, encode_vector
 from stream.ranking import RankingConfig, rank_catalog_batch
-from stream.tables import apply_catalog_entry
+from stream.tables import apply_catalog_entry, apply_covisit_entry, apply_popularity_entry
 
 OLD, NEW = "old:mean:norm:128", "new:mean:norm:64"
 
@@ -229,3 +231,25 @@ def test_similarity_rows_follow_growth_changes_and_deletions() -> None:
     for item, row in zip(["i0", "i2999", "i1500"], rows, strict=True):
         np.testing.assert_allclose(row, vectors @ index.vector_of(item), atol=1e-6)
     assert rows[0][7] == 0.0  # the deleted item's column is zero
+
+
+def test_statistics_table_values_of_every_stored_form_reach_the_catalog() -> None:
+    catalog = ModelCatalog(OLD, 2)
+    for item_id in ("a", "b"):
+        apply_catalog_entry(catalog, item_id, entry(OLD, [1.0, 0.0]))
+    apply_popularity_entry(catalog, "a", popularity.encode_entry(3.0, 10.0))
+    apply_popularity_entry(catalog, "b", b'{"score": 2.0, "ref_ts": 5.0}')  # an earlier version's
+    view = catalog.active.view()
+    assert view.popularity.tolist() == [3.0, 2.0] and view.popularity_ref_ts.tolist() == [10.0, 5.0]
+    apply_popularity_entry(catalog, "a", None)
+    assert catalog.active.view().popularity[0] == 0.0
+
+    apply_covisit_entry(catalog, "a", CovisitRow(1.0, {"b": 4.0}).to_bytes())
+    rows, scores = catalog.active.covisits_of("a")
+    assert rows.tolist() == [1] and scores.tolist() == [1.0]
+    apply_covisit_entry(catalog, "a", CovisitRow(1.0, {}).to_bytes())  # an empty row removes it
+    assert catalog.active.covisits_of("a") is None
+    apply_covisit_entry(catalog, "b", b'{"landmark": 1.0, "items": ["a"], "scores": "AAAAAAAA8D8="}')
+    assert catalog.active.covisits_of("b")[0].tolist() == [0]
+    apply_covisit_entry(catalog, "b", None)
+    assert catalog.active.covisits_of("b") is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -16,6 +17,8 @@ from stream.covisit import (
     pair_increments,
     prune,
     published,
+    row_arrays,
+    stored_row,
 )
 from stream.profiles import UserProfile
 from stream.ranking import RankingConfig, covisit_signal, rank_catalog
@@ -97,6 +100,34 @@ def test_row_round_trips_through_its_table_form() -> None:
     assert CovisitRow.from_dict({"landmark": 12.5, "scores": {"a": 1.5}}) == CovisitRow(12.5, {"a": 1.5})
 
 
+def test_row_round_trips_through_its_binary_form_and_earlier_forms_still_read() -> None:
+    row = CovisitRow(12.5, {"a": 1.5, 'b\u00e9"': 0.25, "c": 1e-300})
+    data = row.to_bytes()
+    assert CovisitRow.from_bytes(data) == row
+    assert list(CovisitRow.from_bytes(data).scores) == list(row.scores)  # order kept
+    ids, scores = row_arrays(data)
+    assert ids == list(row.scores) and scores.tolist() == list(row.scores.values())
+    assert CovisitRow.from_bytes(CovisitRow().to_bytes()) == CovisitRow()
+    # A table value of any version: binary, JSON bytes of the dict form, or the dict itself.
+    assert stored_row(data) == row
+    assert stored_row(json.dumps(row.to_dict()).encode()) == row
+    assert stored_row({"landmark": 12.5, "scores": {"a": 1.5}}) == CovisitRow(12.5, {"a": 1.5})
+    assert stored_row(None) is None
+
+
+def test_catalog_scores_a_binary_row_as_the_row_itself() -> None:
+    vectors = {k: np.array([1.0, float(i)], dtype=np.float32) for i, k in enumerate("abcd")}
+    decoded, lazy = _index_with(vectors), _index_with(vectors)
+    row = CovisitRow(3.0, {"b": 2.0, "zz": 1.0, "c": 1.0})  # zz: not in the catalog yet
+    decoded.set_covisits("a", row)
+    lazy.set_covisits("a", row.to_bytes())
+    for got, want in zip(lazy.covisits_of("a"), decoded.covisits_of("a"), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert lazy.view().item_ids == decoded.view().item_ids  # the unknown neighbour got its row
+    lazy.set_covisits("a", None)
+    assert lazy.covisits_of("a") is None
+
+
 def test_the_published_row_is_bounded_to_the_strongest_neighbours() -> None:
     params = CovisitParams(max_neighbours=3)
     row = None
@@ -106,6 +137,12 @@ def test_the_published_row_is_bounded_to_the_strongest_neighbours() -> None:
     stored = published(row, params.max_neighbours)
     assert stored.scores == {"n4": 4.0, "n3": 3.0, "n2": 2.0} and stored.landmark == row.landmark
     assert published(stored, params.max_neighbours) is stored
+    assert list(stored.scores) == ["n4", "n3", "n2"]  # strongest first
+
+
+def test_published_rows_keep_the_earlier_of_equal_scores() -> None:
+    row = CovisitRow(0.0, {"z": 1.0, "b": 3.0, "y": 1.0, "a": 1.0, "c": 0.5})
+    assert published(row, 3).scores == {"b": 3.0, "z": 1.0, "y": 1.0}
 
 
 def _index_with(items: dict[str, np.ndarray]) -> CatalogIndex:

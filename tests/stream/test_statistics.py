@@ -105,3 +105,12 @@ def test_inconsistent_weights_are_refused() -> None:
     value["neighbours"].append("c")
     with pytest.raises(ValueError, match="2 neighbours but 1 weights"):
         list(covisit_entries(value))
+
+
+def test_popularity_entries_round_trip_through_their_stored_forms() -> None:
+    data = popularity.encode_entry(2.5, 1234.0)
+    assert len(data) == 20 and popularity.decode_entry(data) == (2.5, 1234.0)
+    # Earlier versions stored JSON: read as bytes (a bytes table) or as a dict.
+    assert popularity.decode_entry(b'{"score": 2.5, "ref_ts": 1234.0}') == (2.5, 1234.0)
+    assert popularity.decode_entry({"score": 2.5, "ref_ts": 1234.0}) == (2.5, 1234.0)
+    assert popularity.decode_entry(None) == (0.0, 0.0)
