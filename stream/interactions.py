@@ -15,13 +15,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from stream import covisit
 from stream.profiles import (
     ProfileParams,
     UserProfile,
     VectorLookup,
-    apply_event,
+    fold_events,
     rebuild_interest,
+    record_event,
     resolve_pending,
 )
 from stream.records import InteractionEvent
@@ -56,10 +59,20 @@ def apply_user_events(
         rebuild_interest(profile, lookup, params)
     resolve_pending(profile, lookup, params)
     update = ProfileUpdate(profile)
+    vectors: list[np.ndarray] = []
+    weights: list[float] = []
+    times: list[float] = []
     for ev in sorted(events, key=lambda e: e.ts):
         update.pairs.extend(covisit.pair_increments(profile.history, ev.item_id, ev.ts, covisit_params))
         vector = lookup(ev.item_id)
+        weight = event_weights[ev.type] * ev.weight
+        record_event(profile, ev.item_id, ev.type, ev.ts, weight, vector is not None, params)
         if vector is None:
             update.unencoded += 1
-        apply_event(profile, ev.item_id, ev.type, ev.ts, event_weights[ev.type] * ev.weight, vector, params)
+        elif weight > 0:
+            vectors.append(vector)
+            weights.append(weight)
+            times.append(ev.ts)
+    # The vectors go in together (the same decayed sum as one by one, in one product).
+    fold_events(profile, vectors, weights, times, params.half_life_s)
     return update

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,6 +72,30 @@ def fold_in(
         return vector * keep + weight * item_vector, mass * keep + weight, ts
     late = float(decay(ref_ts - ts, half_life))
     return vector + (weight * late) * item_vector, mass + weight * late, ref_ts
+
+
+def fold_many(
+    vector: np.ndarray,
+    mass: float,
+    ref_ts: float,
+    item_vectors: np.ndarray,
+    weights: np.ndarray,
+    times: np.ndarray,
+    half_life: float,
+) -> tuple[np.ndarray, float, float]:
+    """:func:`fold_in` of several items at once, in any order: one product for a user's
+    events of a batch instead of a few array operations per event.
+
+    Args:
+        item_vectors: (k, dim); weights, times: (k,).
+
+    Returns:
+        (vector, mass, ref_ts) decayed to ``max(ref_ts, times)``, as folding them one by one.
+    """
+    new_ref = max(ref_ts, float(times.max()))
+    factors = weights * np.exp2(-(new_ref - times) / half_life)
+    keep = math.exp2(-(new_ref - ref_ts) / half_life)
+    return vector * keep + factors @ item_vectors, mass * keep + float(factors.sum()), new_ref
 
 
 # Binary profile: magic, header length (uint32 LE), JSON header (scalars, item ids), then
@@ -261,6 +286,54 @@ def resolve_pending(profile: UserProfile, lookup: VectorLookup, params: ProfileP
     return folded
 
 
+def record_event(
+    profile: UserProfile,
+    item_id: str,
+    event_type: str,
+    ts: float,
+    weight: float,
+    encoded: bool,
+    params: ProfileParams,
+) -> None:
+    """Everything :func:`apply_event` does but fold the item's vector in: counters, the
+    bounded history, and the pending list for an item not ``encoded`` yet."""
+    profile.n_events += 1
+    profile.counts[event_type] = profile.counts.get(event_type, 0) + 1
+    profile.last_event_ts = max(profile.last_event_ts, ts)
+    profile.history.append((item_id, ts, weight))
+    if len(profile.history) > params.history_size:
+        del profile.history[: len(profile.history) - params.history_size]
+    if not encoded:
+        profile.pending.append((item_id, ts, weight))
+        if len(profile.pending) > params.pending_size:
+            del profile.pending[: len(profile.pending) - params.pending_size]
+
+
+def fold_events(
+    profile: UserProfile,
+    item_vectors: list[np.ndarray],
+    weights: list[float],
+    times: list[float],
+    half_life: float,
+) -> None:
+    """Fold recorded events' item vectors (positive weights) into the interest vector at once."""
+    if not item_vectors:
+        return
+    if profile.vector is None:
+        profile.vector = np.zeros_like(item_vectors[0], dtype=np.float32)
+        profile.ref_ts = min(times)
+    vector, profile.mass, profile.ref_ts = fold_many(
+        profile.vector,
+        profile.mass,
+        profile.ref_ts,
+        np.stack(item_vectors),
+        np.asarray(weights),
+        np.asarray(times),
+        half_life,
+    )
+    profile.vector = vector.astype(np.float32)
+
+
 def apply_event(
     profile: UserProfile,
     item_id: str,
@@ -280,16 +353,8 @@ def apply_event(
     Returns:
         True when the event went into the interest vector, False when it is pending.
     """
-    profile.n_events += 1
-    profile.counts[event_type] = profile.counts.get(event_type, 0) + 1
-    profile.last_event_ts = max(profile.last_event_ts, ts)
-    profile.history.append((item_id, ts, weight))
-    if len(profile.history) > params.history_size:
-        del profile.history[: len(profile.history) - params.history_size]
+    record_event(profile, item_id, event_type, ts, weight, item_vector is not None, params)
     if item_vector is None:
-        profile.pending.append((item_id, ts, weight))
-        if len(profile.pending) > params.pending_size:
-            del profile.pending[: len(profile.pending) - params.pending_size]
         return False
     if weight > 0:
         _fold(profile, item_vector, weight, ts, params.half_life_s)

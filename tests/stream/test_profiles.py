@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from stream.covisit import CovisitParams
+from stream.interactions import apply_user_events
 from stream.profiles import (
     ProfileParams,
     UserProfile,
@@ -15,11 +17,14 @@ from stream.profiles import (
     decode_vector,
     encode_vector,
     fold_in,
+    fold_many,
     rebuild_interest,
     resolve_pending,
 )
+from stream.records import InteractionEvent
 
 H = 100.0
+WEIGHTS = {"view": 1.0, "click": 2.0}
 PARAMS = ProfileParams(half_life_s=H, history_size=3, pending_size=2, model_id="m")
 
 
@@ -50,6 +55,52 @@ def test_fold_in_matches_the_closed_form_in_any_order() -> None:
         assert ref == 250.0
         np.testing.assert_allclose(v, expected, rtol=1e-5)
         assert mass == pytest.approx(sum(w * 2 ** (-(250.0 - t) / H) for _, w, t in events))
+
+
+def test_folding_many_at_once_equals_folding_one_by_one_late_events_included() -> None:
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(6, 4)).astype(np.float32)
+    weights = rng.uniform(0.1, 2.0, 6)
+    times = np.array([500.0, 120.0, 610.0, 610.0, 90.0, 300.0])  # some before the profile's time
+    v0, mass0, ref0 = rng.normal(size=4).astype(np.float32), 1.5, 400.0
+    v, mass, ref = v0, mass0, ref0
+    for x, w, t in zip(xs, weights, times, strict=True):
+        v, mass, ref = fold_in(v, mass, ref, x, float(w), float(t), H)
+    got_v, got_mass, got_ref = fold_many(v0, mass0, ref0, xs, weights, times, H)
+    assert got_ref == ref == 610.0
+    np.testing.assert_allclose(got_v, v, rtol=1e-5)
+    assert got_mass == pytest.approx(mass)
+    # All events older than the profile: held at the profile's time.
+    assert fold_many(v0, mass0, ref0, xs[:1], weights[:1], np.array([10.0]), H)[2] == ref0
+
+
+def test_a_users_batch_of_events_updates_the_profile_as_one_event_at_a_time() -> None:
+    vectors = {"a": unit(1, 0), "b": unit(0, 1), "c": unit(1, 1)}
+    events = [
+        InteractionEvent("u", "b", "view", 30.0, 1.0),
+        InteractionEvent("u", "new", "view", 35.0, 1.0),  # no vector yet: pending
+        InteractionEvent("u", "a", "click", 10.0, 0.5),
+        InteractionEvent("u", "c", "view", 20.0, 0.0),  # weight 0: history only
+    ]
+    one_by_one = UserProfile(model_id="m")
+    apply_event(one_by_one, "x", "view", 25.0, 1.0, unit(1, 2), PARAMS)
+    batched = UserProfile.from_bytes(one_by_one.to_bytes())
+    for ev in sorted(events, key=lambda e: e.ts):
+        apply_event(
+            one_by_one,
+            ev.item_id,
+            ev.type,
+            ev.ts,
+            WEIGHTS[ev.type] * ev.weight,
+            vectors.get(ev.item_id),
+            PARAMS,
+        )
+    update = apply_user_events(batched, events, vectors.get, PARAMS, WEIGHTS, CovisitParams())
+    assert update.unencoded == 1
+    for field in ("history", "pending", "counts", "n_events", "last_event_ts", "ref_ts"):
+        assert getattr(batched, field) == getattr(one_by_one, field)
+    np.testing.assert_allclose(batched.vector, one_by_one.vector, rtol=1e-6)
+    assert batched.mass == pytest.approx(one_by_one.mass)
 
 
 def test_apply_event_updates_counters_history_and_vector() -> None:
