@@ -13,6 +13,14 @@ What it shows: the cost of a batch as a function of its size. A worker at a live
 takes batches of what arrived while the previous one ran (a few to tens of events), and a
 worker with a backlog full ones, so fixed costs per batch (a read of the catalog matrix,
 a statistics message per owner partition) weigh very differently.
+
+Then the other half of the item statistics, per event: the owner's window
+(``count_item_popularity``: decoding the window's messages, merging them into the stored
+entries, writing the entries in their stored form) and every worker's replay of those
+writes into its catalog, on windows of ``--window-events`` events taken in live-sized
+batches. Faust's table writes and Kafka are left out. The agents' per-batch and per-window
+glue is repeated here with the same functions, so a change to an agent's steps has to be
+made here too.
 """
 
 from __future__ import annotations
@@ -44,6 +52,9 @@ STEPS = (
     "statistics messages",
     "list payloads",
 )
+OWNER_STEPS = ("deliver", "merge", "write", "replay")
+# Batches of the statistics-window measurement: what a worker takes at a live rate.
+_WINDOW_BATCH = 60
 # Warm-up batches are this large, and their statistics are merged every _WARMUP_WINDOW of them
 # (the statistics agent's window), so that co-visitation rows and popularity exist.
 _WARMUP_BATCH = 500
@@ -71,6 +82,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-items", type=int, default=None, help="only the first N movies and their ratings (default all)"
     )
+    parser.add_argument(
+        "--window-events",
+        type=int,
+        default=7500,
+        help="events per statistics window (default 7500: 5 s at 1,500 events/s)",
+    )
+    parser.add_argument("--windows", type=int, default=2, help="statistics windows measured (0: none)")
     parser.add_argument("--json", action="store_true", help="print a JSON line last")
 
 
@@ -96,13 +114,33 @@ class BatchCost:
         }
 
 
+@dataclass
+class WindowCost:
+    """What the statistics windows cost their owner and the replaying worker."""
+
+    windows: int = 0
+    events: int = 0
+    entries: int = 0  # popularity entries and co-visitation rows written
+    steps: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> dict[str, Any]:
+        """Microseconds per event (per step and in all), entries written per window and event."""
+        events = max(self.events, 1)
+        return {
+            "events_per_window": round(self.events / max(self.windows, 1)),
+            "entries_per_window": round(self.entries / max(self.windows, 1)),
+            "us_per_event": round(1e6 * sum(self.steps.values()) / events, 1),
+            "steps_us_per_event": {step: round(1e6 * self.steps[step] / events, 2) for step in OWNER_STEPS},
+        }
+
+
 class _Stream:
     """The agent's state and steps on one in-memory catalog (no Kafka, no Faust)."""
 
     def __init__(self, settings: Settings, data: Path, max_items: int | None = None) -> None:
         from encoders.text import TextEncoder
         from stream import movielens
-        from stream.catalog import CatalogIndex
+        from stream.catalog import ModelCatalog
         from stream.eval_movielens import encode_cached
         from stream.profiles import ProfileParams
         from stream.ranking import RankingConfig
@@ -124,9 +162,8 @@ class _Stream:
         encoder = TextEncoder.from_settings(settings.encoder)
         texts = [u.encoder_text() for u in upserts]
         vectors = encode_cached(encoder, texts, Path(settings.cache_dir))
-        self.index = CatalogIndex(
-            encoder.model_id, encoder.dim, similarity_cache_bytes=settings.similarity_cache_mb << 20
-        )
+        self.catalog = ModelCatalog(encoder.model_id, encoder.dim, settings.similarity_cache_mb << 20)
+        self.index = self.catalog.target
         for upsert, vector in zip(upserts, vectors, strict=True):
             self.index.upsert(upsert.item_id, vector, encoder.model_id, upsert.ts)
         self.messages = [
@@ -143,6 +180,9 @@ class _Stream:
         self.stored: dict[str, bytes] = {}
         self.popularity: dict[str, tuple[float, float]] = {}
         self.covisits: dict[str, Any] = {}
+        # The statistics tables as a worker holds them (stored forms), for the windows.
+        self.popularity_table: dict[str, bytes] = {}
+        self.covisit_table: dict[str, bytes] = {}
 
     def take(self, n: int) -> list[bytes]:
         """The next ``n`` event messages in time order (cycling at the end)."""
@@ -249,6 +289,59 @@ class _Stream:
         for row_id, row in self.covisits.items():
             self.index.set_covisits(row_id, covisit.published(row, self.covisit_params.max_neighbours))
 
+    def fill_tables(self) -> None:
+        """Store the merged statistics in the tables, as the owners' last windows wrote them."""
+        from stream import covisit, popularity
+
+        for item_id, (score, ref_ts) in self.popularity.items():
+            self.popularity_table[item_id] = popularity.encode_entry(score, ref_ts)
+        for row_id, row in self.covisits.items():
+            self.covisit_table[row_id] = covisit.published(row, self.covisit_params.max_neighbours).to_bytes()
+
+    def owner_window(self, messages: list[dict[str, Any]], clock: Counter[str]) -> int:
+        """One statistics window as ``count_item_popularity`` runs it, then its replay.
+
+        Returns the number of entries written.
+        """
+        from stream import covisit, popularity
+        from stream.statistics import covisit_entries, popularity_entries
+        from stream.tables import apply_covisit_entry, apply_popularity_entry
+
+        now, half_life = time.perf_counter, self.settings.popularity_half_life_s
+        wire = [json.dumps(message).encode() for message in messages]  # as produced (not timed)
+        started = now()
+        values = [json.loads(raw) for raw in wire]  # Faust's JSON decoding as it delivers them
+        clock["deliver"] += now() - started
+        started = now()
+        merged: dict[str, tuple[float, float]] = {}
+        rows: dict[str, covisit.CovisitRow] = {}
+        stored_popularity = self.popularity_table.get
+        for value in values:
+            for item_id, add_score, add_ts in popularity_entries(value):
+                score, ref_ts = merged.get(item_id) or popularity.decode_entry(stored_popularity(item_id))
+                merged[item_id] = popularity.merge(score, ref_ts, add_score, add_ts, half_life)
+            for row_id, scores, ts in covisit_entries(value):
+                row = rows.get(row_id) or covisit.stored_row(self.covisit_table.get(row_id))
+                rows[row_id] = covisit.merge_row(row, scores, ts, self.covisit_params)
+        clock["merge"] += now() - started
+        started = now()
+        written: list[tuple[bool, str, bytes]] = []
+        for item_id, (score, ref_ts) in merged.items():
+            entry = self.popularity_table[item_id] = popularity.encode_entry(score, ref_ts)
+            self.catalog.set_popularity(item_id, score, ref_ts)
+            written.append((False, item_id, entry))
+        for row_id, row in rows.items():
+            stored = covisit.published(row, self.covisit_params.max_neighbours)
+            entry = self.covisit_table[row_id] = stored.to_bytes()
+            self.catalog.set_covisits(row_id, stored)
+            written.append((True, row_id, entry))
+        clock["write"] += now() - started
+        started = now()
+        for is_row, key, entry in written:  # what every worker does with each changelog record
+            (apply_covisit_entry if is_row else apply_popularity_entry)(self.catalog, key, entry)
+        clock["replay"] += now() - started
+        return len(written)
+
 
 def measure(
     settings: Settings,
@@ -257,8 +350,11 @@ def measure(
     events: int,
     warmup_events: int,
     max_items: int | None = None,
-) -> list[BatchCost]:
-    """Warm up, then time batches of each size over ``events`` events."""
+    window_events: int = 7500,
+    windows: int = 0,
+) -> tuple[list[BatchCost], WindowCost]:
+    """Warm up, then time batches of each size over ``events`` events, then ``windows``
+    statistics windows of ``window_events`` events."""
     from threadpoolctl import threadpool_limits
 
     stream = _Stream(settings, data, max_items)
@@ -270,6 +366,18 @@ def measure(
             if i % _WARMUP_WINDOW == _WARMUP_WINDOW - 1:
                 stream.publish_statistics()
         stream.publish_statistics()
+        stream.fill_tables()
+        window = WindowCost()
+        for _ in range(windows):
+            messages = []
+            taken = 0
+            while taken < window_events:
+                batch = stream.take(min(_WINDOW_BATCH, window_events - taken))
+                messages.extend(stream.run(batch, ignored)[0])
+                taken += len(batch)
+            window.entries += stream.owner_window(messages, window.steps)
+            window.windows += 1
+            window.events += taken
         costs = []
         for size in sizes:
             cost = BatchCost(size)
@@ -282,7 +390,7 @@ def measure(
                 cost.events += len(batch)
                 cost.users += users
             costs.append(cost)
-    return costs
+    return costs, window
 
 
 def results_table(costs: list[BatchCost]) -> str:
@@ -301,15 +409,46 @@ def results_table(costs: list[BatchCost]) -> str:
     return "\n".join(lines)
 
 
+def window_table(cost: WindowCost) -> str:
+    """A Markdown table of the statistics windows' cost per event."""
+    summary = cost.summary()
+    steps = " | ".join(f"{summary['steps_us_per_event'][step]:.1f}" for step in OWNER_STEPS)
+    return "\n".join(
+        [
+            "| events / window | entries written / window | us / event | " + " | ".join(OWNER_STEPS) + " |",
+            "|---" * (3 + len(OWNER_STEPS)) + "|",
+            f"| {summary['events_per_window']} | {summary['entries_per_window']} | "
+            f"{summary['us_per_event']:.1f} | {steps} |",
+        ]
+    )
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """``streamrank bench batch``: measure, print the table (and the JSON line)."""
     from stream import movielens
 
-    if args.events < 1 or args.warmup_events < 0:
-        raise SystemExit("--events must be at least 1 and --warmup-events at least 0")
+    if args.events < 1 or args.warmup_events < 0 or args.window_events < 1 or args.windows < 0:
+        raise SystemExit(
+            "--events and --window-events must be at least 1, --warmup-events and --windows at least 0"
+        )
     data = movielens.resolve_data_dir(settings.data, settings.cache_dir)
-    costs = measure(settings, data, args.sizes, args.events, args.warmup_events, args.max_items)
+    costs, window = measure(
+        settings,
+        data,
+        args.sizes,
+        args.events,
+        args.warmup_events,
+        args.max_items,
+        window_events=args.window_events,
+        windows=args.windows,
+    )
     print(results_table(costs), flush=True)
+    if window.windows:
+        print("\nstatistics windows (owner and replay), per event:", flush=True)
+        print(window_table(window), flush=True)
     if args.json:
-        print(json.dumps({"sizes": {str(c.size): c.summary() for c in costs}}), flush=True)
+        line: dict[str, Any] = {"sizes": {str(c.size): c.summary() for c in costs}}
+        if window.windows:
+            line["statistics_window"] = window.summary()
+        print(json.dumps(line), flush=True)
     return 0

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from stream.bench.batch import STEPS
+from stream.bench.batch import OWNER_STEPS, STEPS
 from stream.cli import build_parser, main, settings_from_args
 
 
@@ -125,7 +125,8 @@ def test_bench_batch_prints_a_step_table_and_a_json_line(
 ) -> None:
     monkeypatch.setenv("STREAMRANK_CACHE_DIR", str(tmp_path))
     argv = ["bench", "batch", "--data", str(movielens_dir), "--max-items", "120", "--sizes", "4,40"]
-    assert main([*argv, "--events", "80", "--warmup-events", "1000", "--json"]) == 0
+    window = ["--window-events", "100", "--windows", "2"]
+    assert main([*argv, "--events", "80", "--warmup-events", "1000", *window, "--json"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     sizes = json.loads(out[-1])["sizes"]
     assert set(sizes) == {"4", "40"}
@@ -136,3 +137,7 @@ def test_bench_batch_prints_a_step_table_and_a_json_line(
         assert 0 < sum(steps.values()) <= cost["ms_per_batch"] * 1.01
         assert cost["users_per_batch"] >= 1
     assert any(line.startswith("| 40 |") for line in out)
+    window = json.loads(out[-1])["statistics_window"]
+    assert window["events_per_window"] == 100 and window["entries_per_window"] > 0
+    assert set(window["steps_us_per_event"]) == set(OWNER_STEPS)
+    assert 0 < sum(window["steps_us_per_event"].values()) <= window["us_per_event"] * 1.01
