@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from stream.covisit import CovisitRow, row_arrays
+from stream.covisit import CovisitRow, row_arrays, row_size
 from stream.profiles import UserProfile
 from stream.ranking import CatalogView, UserView, interest_direction, time_groups
 
@@ -159,7 +159,7 @@ class CatalogIndex:
         """Set an item's co-visitation row, or its binary form (``CovisitRow.to_bytes``,
         decoded when first scored); None or an empty row removes it."""
         self._covisit_arrays.pop(item_id, None)
-        if row is None or (isinstance(row, CovisitRow) and not row.scores):
+        if row is None or (not row_size(row) if isinstance(row, bytes) else not row.scores):
             self._covisits.pop(item_id, None)
         else:
             self._covisits[item_id] = row

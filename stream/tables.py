@@ -71,8 +71,8 @@ def apply_covisit_entry(catalog: ModelCatalog, item_id: str, value: bytes | dict
     A binary row is handed over as it is: the catalog decodes it when a ranking first
     reads it, and most replayed rows are replaced before any does.
     """
-    if covisit.is_row_bytes(value):
-        catalog.set_covisits(item_id, value if covisit.row_size(value) else None)  # type: ignore[arg-type]
+    if isinstance(value, bytes) and covisit.is_row_bytes(value):
+        catalog.set_covisits(item_id, value)
     else:
         catalog.set_covisits(item_id, covisit.stored_row(value))
 

@@ -366,18 +366,6 @@ def measure(
             if i % _WARMUP_WINDOW == _WARMUP_WINDOW - 1:
                 stream.publish_statistics()
         stream.publish_statistics()
-        stream.fill_tables()
-        window = WindowCost()
-        for _ in range(windows):
-            messages = []
-            taken = 0
-            while taken < window_events:
-                batch = stream.take(min(_WINDOW_BATCH, window_events - taken))
-                messages.extend(stream.run(batch, ignored)[0])
-                taken += len(batch)
-            window.entries += stream.owner_window(messages, window.steps)
-            window.windows += 1
-            window.events += taken
         costs = []
         for size in sizes:
             cost = BatchCost(size)
@@ -390,6 +378,19 @@ def measure(
                 cost.events += len(batch)
                 cost.users += users
             costs.append(cost)
+        # The windows come last, so the batch sizes measure the same events as without them.
+        stream.fill_tables()
+        window = WindowCost()
+        for _ in range(windows):
+            messages = []
+            taken = 0
+            while taken < window_events:
+                batch = stream.take(min(_WINDOW_BATCH, window_events - taken))
+                messages.extend(stream.run(batch, ignored)[0])
+                taken += len(batch)
+            window.entries += stream.owner_window(messages, window.steps)
+            window.windows += 1
+            window.events += taken
     return costs, window
 
 
