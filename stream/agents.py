@@ -54,7 +54,7 @@ from stream.records import (
     decode_rerank_request,
     recommendation_payload,
 )
-from stream.statistics import ItemIncrements, covisit_entries, popularity_entries
+from stream.statistics import ItemIncrements, merge_message
 from stream.tables import Tables, apply_catalog_entry
 from stream.topics import Topics
 
@@ -286,6 +286,13 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
     @app.agent(topics.item_interactions, name="count_item_popularity", concurrency=1)
     async def count_item_popularity(stream: StreamT) -> None:
         half_life = settings.popularity_half_life_s
+
+        def stored_popularity(item_id: str) -> tuple[float, float]:
+            return popularity.decode_entry(tables.item_popularity.get(item_id))
+
+        def stored_covisits(item_id: str) -> CovisitRow | None:
+            return covisit.stored_row(tables.item_covisits.get(item_id))
+
         # A long window coalesces writes: a busy item's entry changes many times a second
         # but is written, and replayed by every worker, once per window. Offsets are
         # committed only after the batch is written, so nothing is lost on a crash.
@@ -296,12 +303,15 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             merged: dict[str, tuple[float, float]] = {}
             rows: dict[str, CovisitRow] = {}
             for event in events:
-                for item_id, add_score, add_ts in popularity_entries(event.value):
-                    score, ref_ts = merged.get(item_id) or _stored_popularity(tables, item_id)
-                    merged[item_id] = popularity.merge(score, ref_ts, add_score, add_ts, half_life)
-                for row_id, scores, ts in covisit_entries(event.value):
-                    row = rows.get(row_id) or _stored_covisits(tables, row_id)
-                    rows[row_id] = covisit.merge_row(row, scores, ts, ctx.covisit_params)
+                merge_message(
+                    event.value,
+                    merged,
+                    rows,
+                    stored_popularity,
+                    stored_covisits,
+                    half_life,
+                    ctx.covisit_params,
+                )
                 await asyncio.sleep(0)
             for written, _ in enumerate(_write_statistics(ctx, merged, rows), start=1):
                 if written % _WRITE_CHUNK == 0:
@@ -404,11 +414,3 @@ def _write_statistics(
         ctx.tables.item_covisits[row_id] = stored.to_bytes()
         ctx.catalog.set_covisits(row_id, stored)  # the row itself, not a decoding of what was encoded
         yield
-
-
-def _stored_popularity(tables: Tables, item_id: str) -> tuple[float, float]:
-    return popularity.decode_entry(tables.item_popularity.get(item_id))
-
-
-def _stored_covisits(tables: Tables, item_id: str) -> CovisitRow | None:
-    return covisit.stored_row(tables.item_covisits.get(item_id))

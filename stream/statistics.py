@@ -14,11 +14,12 @@ Pure: no Faust, no Kafka.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream.covisit import PairIncrement, decode_scores, encode_scores
+from stream import covisit, popularity
+from stream.covisit import CovisitParams, CovisitRow, PairIncrement, decode_scores, encode_scores
 from stream.popularity import owner_partition
 from stream.records import InteractionEvent
 
@@ -142,3 +143,26 @@ def covisit_entries(value: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, f
         end = start + size
         yield row_id, dict(zip(neighbours[start:end], weights[start:end], strict=True)), ts
         start = end
+
+
+def merge_message(
+    value: Mapping[str, Any],
+    merged: dict[str, tuple[float, float]],
+    rows: dict[str, CovisitRow],
+    stored_popularity: Callable[[str], tuple[float, float]],
+    stored_row: Callable[[str], CovisitRow | None],
+    popularity_half_life_s: float,
+    covisit_params: CovisitParams,
+) -> None:
+    """Merge one ``item-interactions`` message into a window's sums, in place.
+
+    ``merged`` holds each item's decayed popularity ``(score, held at)`` and ``rows`` each
+    co-visitation row; an entry the window has not touched yet starts from its stored
+    value (``stored_popularity``, ``stored_row``), as the item's owner keeps it.
+    """
+    for item_id, add_score, add_ts in popularity_entries(value):
+        score, ref_ts = merged.get(item_id) or stored_popularity(item_id)
+        merged[item_id] = popularity.merge(score, ref_ts, add_score, add_ts, popularity_half_life_s)
+    for row_id, scores, ts in covisit_entries(value):
+        row = rows.get(row_id) or stored_row(row_id)
+        rows[row_id] = covisit.merge_row(row, scores, ts, covisit_params)

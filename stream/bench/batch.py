@@ -304,7 +304,7 @@ class _Stream:
         Returns the number of entries written.
         """
         from stream import covisit, popularity
-        from stream.statistics import covisit_entries, popularity_entries
+        from stream.statistics import merge_message
         from stream.tables import apply_covisit_entry, apply_popularity_entry
 
         now, half_life = time.perf_counter, self.settings.popularity_half_life_s
@@ -315,14 +315,17 @@ class _Stream:
         started = now()
         merged: dict[str, tuple[float, float]] = {}
         rows: dict[str, covisit.CovisitRow] = {}
-        stored_popularity = self.popularity_table.get
+        popularity_table, covisit_table = self.popularity_table, self.covisit_table
         for value in values:
-            for item_id, add_score, add_ts in popularity_entries(value):
-                score, ref_ts = merged.get(item_id) or popularity.decode_entry(stored_popularity(item_id))
-                merged[item_id] = popularity.merge(score, ref_ts, add_score, add_ts, half_life)
-            for row_id, scores, ts in covisit_entries(value):
-                row = rows.get(row_id) or covisit.stored_row(self.covisit_table.get(row_id))
-                rows[row_id] = covisit.merge_row(row, scores, ts, self.covisit_params)
+            merge_message(
+                value,
+                merged,
+                rows,
+                lambda item_id: popularity.decode_entry(popularity_table.get(item_id)),
+                lambda row_id: covisit.stored_row(covisit_table.get(row_id)),
+                half_life,
+                self.covisit_params,
+            )
         clock["merge"] += now() - started
         started = now()
         written: list[tuple[bool, str, bytes]] = []
