@@ -410,7 +410,7 @@ def _write_statistics(
         ctx.catalog.set_popularity(item_id, score, ref_ts)
         yield
     for row_id, row in rows.items():
-        stored = covisit.published(row, ctx.covisit_params.max_neighbours)
-        ctx.tables.item_covisits[row_id] = stored.to_bytes()
-        ctx.catalog.set_covisits(row_id, stored)  # the row itself, not a decoding of what was encoded
+        stored = covisit.published_bytes(row, ctx.covisit_params.max_neighbours)
+        ctx.tables.item_covisits[row_id] = stored
+        ctx.catalog.set_covisits(row_id, stored)  # decoded if a ranking reads it, as replayed rows
         yield

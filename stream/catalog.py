@@ -176,7 +176,10 @@ class CatalogIndex:
             else:
                 ids = list(row.scores)
                 scores = np.fromiter(row.scores.values(), dtype=np.float64, count=len(ids))
-            rows = np.fromiter((self._row(k) for k in ids), dtype=np.int64, count=len(ids))
+            found = list(map(self._rows.get, ids))
+            if None in found:  # a neighbour the catalog has not seen yet gets its row
+                found = [self._row(k) for k in ids]
+            rows = np.array(found, dtype=np.int64)
             # A row is a distribution over "what came next": its sum cancels the landmark
             # scaling and keeps heavy rows from drowning out the rest.
             arrays = (rows, scores / scores.sum())

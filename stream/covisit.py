@@ -20,7 +20,7 @@ import base64
 import json
 import math
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
@@ -32,11 +32,15 @@ import numpy as np
 REBASE_EXPONENT = 64.0
 
 # The stored row (``CovisitRow.to_bytes``): magic; landmark (float64), neighbour count and
-# byte length of the neighbour ids' JSON list (uint32 each); the list; the scores
-# (float64). All little-endian.
+# byte length of the neighbour ids (uint32 each); the ids; the scores (float64). All
+# little-endian. The ids are UTF-8 joined by NUL (``SRC2``), or, when an id contains NUL,
+# a JSON list (``SRC1``, also the form of earlier versions): splitting costs half of
+# parsing JSON and joining a tenth of formatting it, for every row written and read.
 _ROW_MAGIC = b"SRC1"
+_ROW_MAGIC_JOINED = b"SRC2"
 _ROW_HEADER = struct.Struct("<dII")
 _ROW_START = len(_ROW_MAGIC) + _ROW_HEADER.size
+_ID_SEPARATOR = "\x00"
 
 # (item_id, ts, weight) as in a profile's history.
 HistoryEntry = tuple[str, float, float]
@@ -102,11 +106,8 @@ class CovisitRow:
         reference machine, binary about half, and a worker that never scores a replayed
         row need not decode it at all (see :func:`row_arrays`).
         """
-        ids = json.dumps(list(self.scores), separators=(",", ":")).encode("utf-8")
         values = np.fromiter(self.scores.values(), dtype="<f8", count=len(self.scores))
-        return b"".join(
-            (_ROW_MAGIC, _ROW_HEADER.pack(self.landmark, len(self.scores), len(ids)), ids, values.tobytes())
-        )
+        return _row_bytes(self.landmark, list(self.scores), values)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CovisitRow:
@@ -116,9 +117,31 @@ class CovisitRow:
         return cls(landmark, dict(zip(ids, values.tolist(), strict=True)))
 
 
+def _row_bytes(landmark: float, ids: list[str], values: np.ndarray) -> bytes:
+    magic, encoded = encode_ids(ids)
+    header = _ROW_HEADER.pack(landmark, len(ids), len(encoded))
+    return b"".join((magic, header, encoded, values.astype("<f8", copy=False).tobytes()))
+
+
+def encode_ids(ids: Iterable[str]) -> tuple[bytes, bytes]:
+    """A row's neighbour ids as stored, and the magic that says how (see ``_ROW_MAGIC``)."""
+    names = list(ids)
+    joined = _ID_SEPARATOR.join(names)
+    if joined.count(_ID_SEPARATOR) == max(len(names) - 1, 0) and names != [""]:
+        return _ROW_MAGIC_JOINED, joined.encode("utf-8")
+    return _ROW_MAGIC, json.dumps(names, separators=(",", ":")).encode("utf-8")
+
+
+def decode_ids(magic: bytes, data: bytes) -> list[str]:
+    """Inverse of :func:`encode_ids`."""
+    if magic == _ROW_MAGIC_JOINED:
+        return data.decode("utf-8").split(_ID_SEPARATOR) if data else []
+    return json.loads(data)
+
+
 def is_row_bytes(value: object) -> bool:
     """Whether ``value`` is a row in its binary form (:meth:`CovisitRow.to_bytes`)."""
-    return isinstance(value, bytes) and value.startswith(_ROW_MAGIC)
+    return isinstance(value, bytes) and value[:4] in (_ROW_MAGIC_JOINED, _ROW_MAGIC)
 
 
 def row_size(data: bytes) -> int:
@@ -129,7 +152,7 @@ def row_size(data: bytes) -> int:
 def row_arrays(data: bytes) -> tuple[list[str], np.ndarray]:
     """A binary row's neighbour ids and scores (float64), without building its dict."""
     _, count, length = _ROW_HEADER.unpack_from(data, len(_ROW_MAGIC))
-    ids = json.loads(data[_ROW_START : _ROW_START + length])
+    ids = decode_ids(data[:4], data[_ROW_START : _ROW_START + length])
     values = np.frombuffer(data, dtype="<f8", count=count, offset=_ROW_START + length)
     if len(ids) != count:
         raise ValueError(f"a row of {count} scores names {len(ids)} neighbours")
@@ -175,13 +198,25 @@ def pair_increments(
 
 
 def merge_row(
-    row: CovisitRow | None, scores: dict[str, float], ts: float, params: CovisitParams
+    row: CovisitRow | None, scores: Mapping[str, float], ts: float, params: CovisitParams
 ) -> CovisitRow:
     """Add scores held at ``ts`` to a row (in place when given) and bound its size.
 
     The row keeps at most ``max_neighbours`` entries once pruned; pruning runs when it
     holds twice that, so its cost is amortised over many updates.
     """
+    return merge_row_entries(row, scores.keys(), scores.values(), ts, params)
+
+
+def merge_row_entries(
+    row: CovisitRow | None,
+    neighbours: Iterable[str],
+    values: Iterable[float],
+    ts: float,
+    params: CovisitParams,
+) -> CovisitRow:
+    """:func:`merge_row` with the scores as two aligned sequences (neighbours distinct), as
+    a statistics message carries them: no dict is built per row and message."""
     if row is None or not row.scores:
         row = CovisitRow(landmark=ts, scores={})
     exponent = (ts - row.landmark) / params.half_life_s
@@ -192,8 +227,9 @@ def merge_row(
         exponent = 0.0
     scale = math.exp2(exponent)
     current = row.scores
-    for neighbour, value in scores.items():
-        current[neighbour] = current.get(neighbour, 0.0) + value * scale
+    get = current.get
+    for neighbour, value in zip(neighbours, values):  # noqa: B905 - aligned by the caller
+        current[neighbour] = get(neighbour, 0.0) + value * scale
     if len(current) > 2 * params.max_neighbours:
         prune(row, params.max_neighbours)
     return row
@@ -212,6 +248,23 @@ def published(row: CovisitRow, max_neighbours: int) -> CovisitRow:
         return row
     keep = sorted(row.scores.items(), key=itemgetter(1), reverse=True)[:max_neighbours]
     return CovisitRow(row.landmark, dict(keep))
+
+
+def published_bytes(row: CovisitRow, max_neighbours: int) -> bytes:
+    """``published(row, max_neighbours).to_bytes()``, the row cut on arrays.
+
+    What a statistics window writes for each row it touched: a stable sort of the scores
+    as an array costs a fraction of sorting the row's items, and the array it leaves is
+    the one stored.
+    """
+    scores = row.scores
+    values = np.fromiter(scores.values(), dtype="<f8", count=len(scores))
+    ids = list(scores)
+    if len(ids) > max_neighbours:
+        order = np.argsort(-values, kind="stable")[:max_neighbours]
+        values = values[order]
+        ids = [ids[i] for i in order.tolist()]
+    return _row_bytes(row.landmark, ids, values)
 
 
 def prune(row: CovisitRow, max_neighbours: int) -> None:

@@ -126,10 +126,18 @@ def popularity_entries(value: Mapping[str, Any]) -> Iterator[tuple[str, float, f
 
 def covisit_entries(value: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, float], float]]:
     """``(row, {neighbour: weight}, held at)`` of an ``item-interactions`` message (either form)."""
+    for row_id, neighbours, weights, ts in covisit_slices(value):
+        yield row_id, dict(zip(neighbours, weights, strict=True)), ts
+
+
+def covisit_slices(value: Mapping[str, Any]) -> Iterator[tuple[str, Sequence[str], Sequence[float], float]]:
+    """``(row, neighbours, weights, held at)`` of an ``item-interactions`` message (either
+    form), each row's neighbours distinct and aligned with its weights."""
     legacy = value.get("covisits")
     if isinstance(legacy, Mapping):
         for row_id, entry in legacy.items():
-            yield row_id, {str(k): float(v) for k, v in entry["scores"].items()}, float(entry["ts"])
+            scores = entry["scores"]
+            yield row_id, [str(k) for k in scores], [float(v) for v in scores.values()], float(entry["ts"])
         return
     if "rows" not in value:
         return
@@ -138,10 +146,13 @@ def covisit_entries(value: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, f
     weights = decode_scores(value["weights"])
     if len(weights) != len(neighbours):
         raise ValueError(f"{len(neighbours)} neighbours but {len(weights)} weights")
+    sizes: Sequence[int] = value["sizes"]
+    if sum(sizes) != len(neighbours):
+        raise ValueError(f"rows of {sum(sizes)} neighbours in all but {len(neighbours)} neighbours")
     start = 0
-    for row_id, size in zip(value["rows"], value["sizes"], strict=True):
+    for row_id, size in zip(value["rows"], sizes, strict=True):
         end = start + size
-        yield row_id, dict(zip(neighbours[start:end], weights[start:end], strict=True)), ts
+        yield row_id, neighbours[start:end], weights[start:end], ts
         start = end
 
 
@@ -163,6 +174,6 @@ def merge_message(
     for item_id, add_score, add_ts in popularity_entries(value):
         score, ref_ts = merged.get(item_id) or stored_popularity(item_id)
         merged[item_id] = popularity.merge(score, ref_ts, add_score, add_ts, popularity_half_life_s)
-    for row_id, scores, ts in covisit_entries(value):
+    for row_id, neighbours, weights, ts in covisit_slices(value):
         row = rows.get(row_id) or stored_row(row_id)
-        rows[row_id] = covisit.merge_row(row, scores, ts, covisit_params)
+        rows[row_id] = covisit.merge_row_entries(row, neighbours, weights, ts, covisit_params)

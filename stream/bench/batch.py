@@ -296,7 +296,7 @@ class _Stream:
         for item_id, (score, ref_ts) in self.popularity.items():
             self.popularity_table[item_id] = popularity.encode_entry(score, ref_ts)
         for row_id, row in self.covisits.items():
-            self.covisit_table[row_id] = covisit.published(row, self.covisit_params.max_neighbours).to_bytes()
+            self.covisit_table[row_id] = covisit.published_bytes(row, self.covisit_params.max_neighbours)
 
     def owner_window(self, messages: list[dict[str, Any]], clock: Counter[str]) -> int:
         """One statistics window as ``count_item_popularity`` runs it, then its replay.
@@ -334,9 +334,10 @@ class _Stream:
             self.catalog.set_popularity(item_id, score, ref_ts)
             written.append((False, item_id, entry))
         for row_id, row in rows.items():
-            stored = covisit.published(row, self.covisit_params.max_neighbours)
-            entry = self.covisit_table[row_id] = stored.to_bytes()
-            self.catalog.set_covisits(row_id, stored)
+            entry = self.covisit_table[row_id] = covisit.published_bytes(
+                row, self.covisit_params.max_neighbours
+            )
+            self.catalog.set_covisits(row_id, entry)
             written.append((True, row_id, entry))
         clock["write"] += now() - started
         started = now()

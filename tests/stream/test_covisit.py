@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 
 import numpy as np
 import pytest
@@ -13,11 +14,15 @@ from stream.covisit import (
     REBASE_EXPONENT,
     CovisitParams,
     CovisitRow,
+    is_row_bytes,
     merge_row,
+    merge_row_entries,
     pair_increments,
     prune,
     published,
+    published_bytes,
     row_arrays,
+    row_size,
     stored_row,
 )
 from stream.profiles import UserProfile
@@ -115,6 +120,31 @@ def test_row_round_trips_through_its_binary_form_and_earlier_forms_still_read() 
     assert stored_row(None) is None
 
 
+@pytest.mark.parametrize(
+    ("ids", "magic"),
+    [
+        (["a", 'b\u00e9"', "", "c d"], b"SRC2"),  # ids joined by NUL
+        ([], b"SRC2"),
+        ([""], b"SRC1"),  # joined, one empty id would read back as no id
+        (["a", "b\x00c"], b"SRC1"),  # an id with the separator: a JSON list
+    ],
+)
+def test_row_ids_are_joined_unless_an_id_would_be_ambiguous(ids: list[str], magic: bytes) -> None:
+    row = CovisitRow(1.0, {k: float(i + 1) for i, k in enumerate(ids)})
+    data = row.to_bytes()
+    assert data[:4] == magic and is_row_bytes(data)
+    assert row_arrays(data)[0] == ids
+    assert CovisitRow.from_bytes(data) == row and stored_row(data) == row
+
+
+def test_rows_written_with_json_ids_still_read() -> None:
+    # The binary form of 971a0f6..: magic SRC1, the ids as a JSON list.
+    ids = json.dumps(["a", "b"], separators=(",", ":")).encode()
+    data = b"SRC1" + struct.pack("<dII", 2.0, 2, len(ids)) + ids + np.array([1.5, 0.5], "<f8").tobytes()
+    assert stored_row(data) == CovisitRow(2.0, {"a": 1.5, "b": 0.5})
+    assert row_arrays(data)[0] == ["a", "b"] and row_size(data) == 2
+
+
 def test_catalog_scores_a_binary_row_as_the_row_itself() -> None:
     vectors = {k: np.array([1.0, float(i)], dtype=np.float32) for i, k in enumerate("abcd")}
     decoded, lazy = _index_with(vectors), _index_with(vectors)
@@ -126,6 +156,14 @@ def test_catalog_scores_a_binary_row_as_the_row_itself() -> None:
     assert lazy.view().item_ids == decoded.view().item_ids  # the unknown neighbour got its row
     lazy.set_covisits("a", None)
     assert lazy.covisits_of("a") is None
+
+
+def test_merging_aligned_sequences_is_merging_their_dict() -> None:
+    params = CovisitParams(half_life_s=10.0)
+    by_dict = merge_row(CovisitRow(0.0, {"a": 1.0}), {"b": 2.0, "a": 0.5}, 10.0, params)
+    by_entries = merge_row_entries(CovisitRow(0.0, {"a": 1.0}), ["b", "a"], [2.0, 0.5], 10.0, params)
+    assert by_entries == by_dict == CovisitRow(0.0, {"a": 2.0, "b": 4.0})
+    assert list(by_entries.scores) == ["a", "b"]
 
 
 def test_the_published_row_is_bounded_to_the_strongest_neighbours() -> None:
@@ -143,6 +181,16 @@ def test_the_published_row_is_bounded_to_the_strongest_neighbours() -> None:
 def test_published_rows_keep_the_earlier_of_equal_scores() -> None:
     row = CovisitRow(0.0, {"z": 1.0, "b": 3.0, "y": 1.0, "a": 1.0, "c": 0.5})
     assert published(row, 3).scores == {"b": 3.0, "z": 1.0, "y": 1.0}
+
+
+@pytest.mark.parametrize("size", [0, 3, 5, 9])
+def test_published_bytes_are_the_published_row_stored(size: int) -> None:
+    scores = {"z": 1.0, "b": 3.0, "y": 1.0, "a": 1.0, "c": 0.5, "d": 2.0, "e": 1e-300, "f": 2.0}
+    row = CovisitRow(7.0, dict(list(scores.items())[:size]))
+    for bound in (1, 3, 8):
+        data = published_bytes(row, bound)
+        assert data == published(row, bound).to_bytes()
+        assert CovisitRow.from_bytes(data) == published(row, bound)
 
 
 def _index_with(items: dict[str, np.ndarray]) -> CatalogIndex:

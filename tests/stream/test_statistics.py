@@ -107,6 +107,13 @@ def test_inconsistent_weights_are_refused() -> None:
         list(covisit_entries(value))
 
 
+def test_row_sizes_that_do_not_add_up_are_refused() -> None:
+    value = ItemIncrements(ts=1.0, covisits={"a": {"b": 1.0}, "c": {"d": 1.0}}).to_message()
+    value["sizes"] = [1, 2]
+    with pytest.raises(ValueError, match="rows of 3 neighbours in all but 2 neighbours"):
+        list(covisit_entries(value))
+
+
 def test_popularity_entries_round_trip_through_their_stored_forms() -> None:
     data = popularity.encode_entry(2.5, 1234.0)
     assert len(data) == 20 and popularity.decode_entry(data) == (2.5, 1234.0)
