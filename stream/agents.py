@@ -156,9 +156,14 @@ def _load_profile(ctx: Pipeline, user_id: str) -> UserProfile | None:
 
 
 def update_profile(
-    ctx: Pipeline, index: CatalogIndex, profile: UserProfile | None, events: list[InteractionEvent]
-) -> tuple[UserProfile, list[covisit.PairIncrement]]:
-    """Apply a user's events (any order) with ``index``'s vectors; return it and its co-visit pairs.
+    ctx: Pipeline,
+    index: CatalogIndex,
+    profile: UserProfile | None,
+    events: list[InteractionEvent],
+    increments: ItemIncrements,
+) -> UserProfile:
+    """Apply a user's events (any order) with ``index``'s vectors, their co-visitation pairs
+    added to the batch's ``increments``; return the profile.
 
     Pure apart from metrics. A profile built on another model is rebuilt from its history.
     """
@@ -169,31 +174,24 @@ def update_profile(
         dataclasses.replace(ctx.profile_params, model_id=index.model_id),
         ctx.settings.event_weights,
         ctx.covisit_params,
+        increments,
     )
     ctx.metrics.unencoded_item_events.inc(update.unencoded)
     for event_type, count in Counter(ev.type for ev in events).items():  # a labels() lookup per type
         ctx.metrics.events.labels(event_type).inc(count)
-    return update.profile, update.pairs
+    return update.profile
 
 
-def item_statistics_by_partition(
-    ctx: Pipeline, events: list[InteractionEvent], pairs: list[covisit.PairIncrement]
-) -> dict[int, dict[str, Any]]:
+def item_statistics_by_partition(ctx: Pipeline, increments: ItemIncrements) -> dict[int, dict[str, Any]]:
     """A batch's popularity sums and co-visitation increments, by owner partition.
 
     One message per partition and batch (not one per item) keeps produce calls few; the
     partition is the one Kafka's partitioner would give the item id, so every forwarder
     routes an item to the same single owner. Values are held at the batch's newest time.
     """
-    settings = ctx.settings
-    if not events:
-        return {}
-    increments = ItemIncrements.of_batch(
-        events, pairs, settings.event_weights, settings.popularity_half_life_s, ctx.covisit_params.half_life_s
-    )
     return {
         partition: part.to_message()
-        for partition, part in increments.by_owner(settings.topic_partitions).items()
+        for partition, part in increments.by_owner(ctx.settings.topic_partitions).items()
     }
 
 
@@ -244,12 +242,13 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             for record, event in good:
                 by_user.setdefault(record.user_id, []).append((record, event))
             profiles: list[tuple[str, UserProfile, list[InteractionEvent], list[EventT]]] = []
-            pairs: list[covisit.PairIncrement] = []
+            increments = ItemIncrements.of_batch(
+                [r for r, _ in good], settings.event_weights, settings.popularity_half_life_s
+            )
             for user_id, group in by_user.items():
                 records = [r for r, _ in group]
                 _bind_table_partition(group[-1][1])
-                profile, user_pairs = update_profile(ctx, index, _load_profile(ctx, user_id), records)
-                pairs.extend(user_pairs)
+                profile = update_profile(ctx, index, _load_profile(ctx, user_id), records, increments)
                 tables.user_profiles[user_id] = profile.to_bytes()
                 profiles.append((user_id, profile, records, [e for _, e in group]))
             # One list per user per batch, all users scored together.
@@ -260,7 +259,7 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             # the batch is "now" for every user in it.
             now = max((p.last_event_ts for _, p, _, _ in profiles), default=0.0)
             ranked_lists = rank_catalog_batch(user_views, index.view(), [now] * len(profiles), ctx.ranking)
-            statistics = item_statistics_by_partition(ctx, [r for r, _ in good], pairs)
+            statistics = item_statistics_by_partition(ctx, increments)
             for partition, message in statistics.items():
                 await topics.item_interactions.send(value=message, partition=partition)
             for (user_id, profile, records, user_events), ranked in zip(profiles, ranked_lists, strict=True):

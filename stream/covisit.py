@@ -173,6 +173,9 @@ def pair_increments(
 ) -> list[PairIncrement]:
     """The co-visitation pairs formed by a new interaction with ``item_id`` at ``ts``.
 
+    The definition, one pair at a time: the workers and the evaluation sum the same pairs
+    as they form them (``statistics.ItemIncrements.add_interaction``, tested against this).
+
     Args:
         history: the user's earlier interactions, oldest first (a profile's history
             before this event is applied).

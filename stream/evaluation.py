@@ -144,9 +144,10 @@ class StreamState:
         self._baseline_rows = np.zeros((0, 2))
 
     def apply_to_profile(
-        self, user_id: str, events: Sequence[InteractionEvent]
-    ) -> list[covisit.PairIncrement]:
-        """Apply one user's events to their profile only; return the co-visitation pairs formed."""
+        self, user_id: str, events: Sequence[InteractionEvent], increments: ItemIncrements | None = None
+    ) -> None:
+        """Apply one user's events to their profile, their co-visitation pairs added to
+        ``increments`` (None: none formed)."""
         update = apply_user_events(
             self.profiles.get(user_id),
             events,
@@ -154,22 +155,19 @@ class StreamState:
             self.profile_params,
             self.event_weights,
             self.covisit_params,
+            increments,
         )
         self.profiles[user_id] = update.profile
         self.interacted.setdefault(user_id, set()).update(e.item_id for e in events)
-        return update.pairs
 
     def apply(self, events: Sequence[InteractionEvent]) -> None:
         """Apply a batch of events as the workers would (profiles, then item statistics)."""
         by_user: dict[str, list[InteractionEvent]] = {}
         for ev in events:
             by_user.setdefault(ev.user_id, []).append(ev)
-        pairs: list[covisit.PairIncrement] = []
+        increments = ItemIncrements.of_batch(events, self.event_weights, self.popularity_half_life_s)
         for user_id, user_events in by_user.items():
-            pairs.extend(self.apply_to_profile(user_id, user_events))
-        increments = ItemIncrements.of_batch(
-            events, pairs, self.event_weights, self.popularity_half_life_s, self.covisit_params.half_life_s
-        )
+            self.apply_to_profile(user_id, user_events, increments)
         for item_id, score in increments.popularity.items():
             old_score, old_ts = self._popularity.get(item_id, (0.0, 0.0))
             merged = popularity.merge(old_score, old_ts, score, increments.ts, self.popularity_half_life_s)

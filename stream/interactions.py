@@ -3,17 +3,17 @@
 A worker (``agents.update_user_interest``) and the offline evaluation apply events with
 these same functions, so the evaluation measures what the workers compute:
 
-- :func:`apply_user_events`: a user's events -> updated profile + co-visitation pairs.
+- :func:`apply_user_events`: a user's events -> updated profile, and the co-visitation
+  pairs they form summed into the batch's ``statistics.ItemIncrements``.
 
-A batch's popularity sums and pairs (``statistics.ItemIncrements``) are then merged into
-the item statistics by each item's single owner (``popularity.merge``,
-``covisit.merge_row``).
+A batch's popularity sums and pair sums are then merged into the item statistics by each
+item's single owner (``popularity.merge``, ``covisit.merge_row``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from stream.profiles import (
     resolve_pending,
 )
 from stream.records import InteractionEvent
+from stream.statistics import ItemIncrements
 
 
 @dataclass(slots=True)
@@ -35,7 +36,6 @@ class ProfileUpdate:
     """The outcome of applying a user's events."""
 
     profile: UserProfile
-    pairs: list[covisit.PairIncrement] = field(default_factory=list)
     unencoded: int = 0  # events on items without a vector yet (kept pending)
 
 
@@ -46,12 +46,14 @@ def apply_user_events(
     params: ProfileParams,
     event_weights: Mapping[str, float],
     covisit_params: covisit.CovisitParams,
+    increments: ItemIncrements | None = None,
 ) -> ProfileUpdate:
     """Apply one user's events, in time order, to the profile (in place when given).
 
     Before the events, a profile built with another model is rebuilt with this model's
     vectors and pending events whose vectors have arrived are folded in. Each event
-    forms co-visitation pairs with the user's history just before it.
+    forms co-visitation pairs with the user's history just before it, added to
+    ``increments`` (the batch's; None: no pairs, e.g. a profile seeded from a history).
     """
     if profile is None:
         profile = UserProfile(model_id=params.model_id)
@@ -63,7 +65,8 @@ def apply_user_events(
     weights: list[float] = []
     times: list[float] = []
     for ev in sorted(events, key=lambda e: e.ts):
-        update.pairs.extend(covisit.pair_increments(profile.history, ev.item_id, ev.ts, covisit_params))
+        if increments is not None:
+            increments.add_interaction(profile.history, ev.item_id, ev.ts, covisit_params)
         vector = lookup(ev.item_id)
         weight = event_weights[ev.type] * ev.weight
         record_event(profile, ev.item_id, ev.type, ev.ts, weight, vector is not None, params)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stream import covisit, popularity
-from stream.covisit import CovisitParams, CovisitRow, PairIncrement, decode_scores, encode_scores
+from stream.covisit import CovisitParams, CovisitRow, HistoryEntry, decode_scores, encode_scores
 from stream.popularity import owner_partition
 from stream.records import InteractionEvent
 
@@ -36,15 +36,16 @@ class ItemIncrements:
     def of_batch(
         cls,
         events: Sequence[InteractionEvent],
-        pairs: Iterable[PairIncrement],
         event_weights: Mapping[str, float],
         popularity_half_life_s: float,
-        covisit_half_life_s: float,
     ) -> ItemIncrements:
-        """A batch's increments, held at its newest event time (``events`` non-empty)."""
-        increments = cls(ts=max(ev.ts for ev in events))
+        """A batch's popularity sums, held at its newest event time (0 without events).
+
+        Co-visitation pairs are added as each user's events are applied
+        (:meth:`add_interaction`, called by ``interactions.apply_user_events``).
+        """
+        increments = cls(ts=max((ev.ts for ev in events), default=0.0))
         increments.add_events(events, event_weights, popularity_half_life_s)
-        increments.add_pairs(pairs, covisit_half_life_s)
         return increments
 
     def add_events(
@@ -56,22 +57,45 @@ class ItemIncrements:
             value = event_weights[ev.type] * ev.weight * math.exp2((ev.ts - ref) / half_life_s)
             scores[ev.item_id] = scores.get(ev.item_id, 0.0) + value
 
-    def add_pairs(self, pairs: Iterable[PairIncrement], half_life_s: float) -> None:
-        """Add co-visitation pairs to their rows, decayed to ``ts``.
+    def add_interaction(
+        self, history: Sequence[HistoryEntry], item_id: str, ts: float, params: CovisitParams
+    ) -> None:
+        """Add the co-visitation pairs of an interaction to their rows, decayed to ``ts``.
 
-        Pairs come in runs of one time (one event's pairs), so the factor is computed
-        once per run.
+        The pairs are those of ``covisit.pair_increments(history, item_id, ts, params)``,
+        each weighted by ``2^((pair time - ts) / half-life)``, with the same arithmetic,
+        summed as they are formed: a busy batch forms tens of pairs per event, and a list
+        of them to sum afterwards cost as much again.
         """
-        ref, rows = self.ts, self.covisits
-        last_ts, factor = math.nan, 1.0
-        for row_id, neighbour, weight, pair_ts in pairs:
-            if pair_ts != last_ts:
-                last_ts, factor = pair_ts, math.exp2((pair_ts - ref) / half_life_s)
-            row = rows.get(row_id)
+        ref, rows, half_life = self.ts, self.covisits, params.half_life_s
+        window, window_s, backward = params.window, params.window_s, params.backward_weight
+        own = rows.get(item_id)  # row item_id gains its previous items (backward pairs)
+        created = own is None
+        if own is None:
+            own = rows[item_id] = {}
+        own_get = own.get
+        at_ts = math.exp2((ts - ref) / half_life)
+        distance = 0
+        seen = {item_id}
+        for prev_id, prev_ts, _ in reversed(history):
+            if distance >= window or abs(ts - prev_ts) > window_s:
+                break
+            if prev_id in seen:
+                continue
+            seen.add(prev_id)
+            distance += 1
+            weight = 1.0 / distance
+            # A pair is held at the later of its two times (a history entry may be later).
+            factor = at_ts if ts >= prev_ts else math.exp2((prev_ts - ref) / half_life)
+            row = rows.get(prev_id)
             if row is None:
-                rows[row_id] = {neighbour: weight * factor}
+                rows[prev_id] = {item_id: weight * factor}
             else:
-                row[neighbour] = row.get(neighbour, 0.0) + weight * factor
+                row[item_id] = row.get(item_id, 0.0) + weight * factor
+            if backward > 0.0:
+                own[prev_id] = own_get(prev_id, 0.0) + weight * backward * factor
+        if created and not own:
+            del rows[item_id]
 
     def by_owner(self, partitions: int) -> dict[int, ItemIncrements]:
         """Split by the partition that owns each item (and each row), as Kafka's partitioner would."""

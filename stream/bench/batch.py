@@ -209,7 +209,9 @@ class _Stream:
         for record in records:
             by_user.setdefault(record.user_id, []).append(record)
         profiles: list[tuple[str, UserProfile, list[InteractionEvent]]] = []
-        pairs = []
+        started = now()
+        increments = ItemIncrements.of_batch(records, settings.event_weights, settings.popularity_half_life_s)
+        clock["statistics messages"] += now() - started
         for user_id, events in by_user.items():
             started = now()
             raw = self.stored.get(user_id)
@@ -223,8 +225,8 @@ class _Stream:
                 self.profile_params,
                 settings.event_weights,
                 self.covisit_params,
+                increments,
             )
-            pairs.extend(update.pairs)
             clock["profile update"] += now() - started
             started = now()
             self.stored[user_id] = update.profile.to_bytes()
@@ -240,13 +242,6 @@ class _Stream:
         ranked = rank_catalog_batch(views, self.index.view(), [at] * len(profiles), self.ranking)
         clock["ranking"] += now() - started
         started = now()
-        increments = ItemIncrements.of_batch(
-            records,
-            pairs,
-            settings.event_weights,
-            settings.popularity_half_life_s,
-            self.covisit_params.half_life_s,
-        )
         messages = [part.to_message() for part in increments.by_owner(settings.topic_partitions).values()]
         for message in messages:  # as Faust's JSON serializer would
             json.dumps(message)

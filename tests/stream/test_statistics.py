@@ -27,13 +27,36 @@ def test_popularity_sums_are_decayed_to_the_batch_time() -> None:
     assert inc.popularity["b"] == pytest.approx(2.0 * 0.5 * 2**-0.5)
 
 
+def _interactions(items: str, step: float) -> list[tuple[str, float]]:
+    return [(item, step * i) for i, item in enumerate(items)]
+
+
 def test_pair_sums_equal_each_pair_decayed_to_the_batch_time() -> None:
-    pairs = [("a", "b", 1.0, 0.0), ("a", "b", 2.0, 10.0), ("a", "c", 1.0, 5.0), ("c", "a", 0.5, 12.0)]
-    inc = ItemIncrements(ts=10.0)
-    inc.add_pairs(pairs, H)
-    assert inc.covisits["a"] == pytest.approx({"b": 0.5 + 2.0, "c": 2**-0.5})
-    # A pair newer than the batch time (an out-of-order history entry) is held at it too.
-    assert inc.covisits["c"] == pytest.approx({"a": 0.5 * 2**0.2})
+    """add_interaction sums exactly the pairs of pair_increments, each decayed to ts."""
+    params = CovisitParams(window=3, window_s=100.0, backward_weight=0.5, half_life_s=H)
+    # "x" at 50 comes later than the interactions (an out-of-order history entry): its
+    # pairs are held at 50, a time after the batch's.
+    history: list[tuple[str, float, float]] = [("x", 50.0, 1.0)]
+    inc = ItemIncrements(ts=30.0)
+    expected: dict[str, dict[str, float]] = {}
+    for item, ts in _interactions("abcadbec", 3.0):
+        for row_id, neighbour, weight, pair_ts in covisit.pair_increments(history, item, ts, params):
+            row = expected.setdefault(row_id, {})
+            row[neighbour] = row.get(neighbour, 0.0) + weight * math.exp2((pair_ts - inc.ts) / H)
+        inc.add_interaction(history, item, ts, params)
+        history.append((item, ts, 1.0))
+    assert inc.covisits == expected  # the same floats
+    assert {k: list(v) for k, v in inc.covisits.items()} == {k: list(v) for k, v in expected.items()}
+    # x -> a twice: a's first interaction (distance 1) and its second (distance 3, after c
+    # and b), both held at 50, not at 30.
+    assert inc.covisits["x"]["a"] == pytest.approx((1.0 + 1.0 / 3.0) * 2**2.0)
+
+
+def test_an_interaction_without_earlier_items_forms_no_row() -> None:
+    inc = ItemIncrements(ts=1.0)
+    inc.add_interaction([], "a", 1.0, CovisitParams())
+    inc.add_interaction([("a", 1.0, 1.0)], "b", 1.0, CovisitParams(backward_weight=0.0))
+    assert inc.covisits == {"a": {"b": 1.0}}
 
 
 def test_rows_merged_from_increments_equal_rows_merged_pair_by_pair() -> None:
@@ -41,12 +64,11 @@ def test_rows_merged_from_increments_equal_rows_merged_pair_by_pair() -> None:
     params = CovisitParams(half_life_s=H, max_neighbours=10)
     history: list[tuple[str, float, float]] = []
     pairs = []
-    for i, item in enumerate("abcadbec"):
-        ts = 3.0 * i
-        pairs += covisit.pair_increments(history, item, ts, params)
-        history.append((item, ts, 1.0))
     inc = ItemIncrements(ts=21.0)
-    inc.add_pairs(pairs, H)
+    for item, ts in _interactions("abcadbec", 3.0):
+        pairs += covisit.pair_increments(history, item, ts, params)
+        inc.add_interaction(history, item, ts, params)
+        history.append((item, ts, 1.0))
     by_pair: dict[str, covisit.CovisitRow] = {}
     for row_id, neighbour, weight, ts in pairs:
         by_pair[row_id] = covisit.merge_row(by_pair.get(row_id), {neighbour: weight}, ts, params)
