@@ -63,19 +63,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Table writes of a statistics batch made between two waits for the changelogs to drain.
-_WRITE_CHUNK = 50
+# Table writes of a statistics batch made between two waits for the changelogs to drain,
+# and how many may still be waiting when the next chunk starts.
+_WRITE_CHUNK = 25
+_DRAINED = 10
 
 
 async def _changelogs_drained(app: faust.App) -> None:
-    """Wait until at most ``_WRITE_CHUNK`` table writes are waiting to be produced.
+    """Wait until at most ``_DRAINED`` table writes are waiting to be produced.
 
     Faust's conductor stops delivering every message to every agent while more than 100
     table writes wait in its producer buffer. A statistics window writes thousands of
-    entries at once; written in chunks, they leave the events agent's lists flowing.
+    entries at once; written in chunks that fill at most a third of the buffer, they
+    leave room for the events agent's profile writes, and its lists flowing.
     """
     buffer = app.producer.buffer
-    while buffer.size > _WRITE_CHUNK:
+    while buffer.size > _DRAINED:
         await asyncio.sleep(0.001)
 
 
