@@ -20,7 +20,7 @@ import base64
 import json
 import math
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
@@ -168,21 +168,20 @@ def stored_row(value: bytes | str | dict[str, Any] | None) -> CovisitRow | None:
     return CovisitRow.from_dict(value if isinstance(value, dict) else json.loads(value))
 
 
-def pair_increments(
+def paired_items(
     history: Sequence[HistoryEntry], item_id: str, ts: float, params: CovisitParams
-) -> list[PairIncrement]:
-    """The co-visitation pairs formed by a new interaction with ``item_id`` at ``ts``.
+) -> Iterator[tuple[str, float, float]]:
+    """The earlier items a new interaction with ``item_id`` at ``ts`` is paired with.
 
-    The definition, one pair at a time: the workers and the evaluation sum the same pairs
-    as they form them (``statistics.ItemIncrements.add_interaction``, tested against this).
+    Yields ``(item, 1 / distance, pair time)``, nearest first: the user's ``window`` most
+    recent distinct items other than ``item_id`` within ``window_s`` seconds; a pair is
+    held at the later of its two times (a history entry may be later than the event).
 
     Args:
         history: the user's earlier interactions, oldest first (a profile's history
             before this event is applied).
     """
-    window, window_s, backward = params.window, params.window_s, params.backward_weight
-    out: list[PairIncrement] = []
-    append = out.append
+    window, window_s = params.window, params.window_s
     distance = 0
     seen: set[str] = {item_id}
     for prev_id, prev_ts, _ in reversed(history):
@@ -192,11 +191,25 @@ def pair_increments(
             continue
         seen.add(prev_id)
         distance += 1
-        weight = 1.0 / distance
-        pair_ts = ts if ts >= prev_ts else prev_ts
-        append((prev_id, item_id, weight, pair_ts))
+        yield prev_id, 1.0 / distance, ts if ts >= prev_ts else prev_ts
+
+
+def pair_increments(
+    history: Sequence[HistoryEntry], item_id: str, ts: float, params: CovisitParams
+) -> list[PairIncrement]:
+    """The co-visitation pairs formed by a new interaction with ``item_id`` at ``ts``.
+
+    Row ``j`` gains ``item_id`` for each paired earlier item ``j``, and row ``item_id``
+    gains ``j`` with ``backward_weight``. The definition, one pair at a time: the workers
+    and the evaluation sum the same pairs as they form them
+    (``statistics.ItemIncrements.add_interaction``, tested against this).
+    """
+    backward = params.backward_weight
+    out: list[PairIncrement] = []
+    for prev_id, weight, pair_ts in paired_items(history, item_id, ts, params):
+        out.append((prev_id, item_id, weight, pair_ts))
         if backward > 0.0:
-            append((item_id, prev_id, weight * backward, pair_ts))
+            out.append((item_id, prev_id, weight * backward, pair_ts))
     return out
 
 

@@ -60,33 +60,24 @@ class ItemIncrements:
     def add_interaction(
         self, history: Sequence[HistoryEntry], item_id: str, ts: float, params: CovisitParams
     ) -> None:
-        """Add the co-visitation pairs of an interaction to their rows, decayed to ``ts``.
+        """Add the co-visitation pairs of an interaction at ``ts`` to their rows, decayed to
+        the batch's time (``self.ts``).
 
         The pairs are those of ``covisit.pair_increments(history, item_id, ts, params)``,
-        each weighted by ``2^((pair time - ts) / half-life)``, with the same arithmetic,
+        each weighted by ``2^((pair time - self.ts) / half-life)``, with the same arithmetic,
         summed as they are formed: a busy batch forms tens of pairs per event, and a list
         of them to sum afterwards cost as much again.
         """
         ref, rows, half_life = self.ts, self.covisits, params.half_life_s
-        window, window_s, backward = params.window, params.window_s, params.backward_weight
+        backward = params.backward_weight
         own = rows.get(item_id)  # row item_id gains its previous items (backward pairs)
         created = own is None
         if own is None:
             own = rows[item_id] = {}
         own_get = own.get
-        at_ts = math.exp2((ts - ref) / half_life)
-        distance = 0
-        seen = {item_id}
-        for prev_id, prev_ts, _ in reversed(history):
-            if distance >= window or abs(ts - prev_ts) > window_s:
-                break
-            if prev_id in seen:
-                continue
-            seen.add(prev_id)
-            distance += 1
-            weight = 1.0 / distance
-            # A pair is held at the later of its two times (a history entry may be later).
-            factor = at_ts if ts >= prev_ts else math.exp2((prev_ts - ref) / half_life)
+        at_event = math.exp2((ts - ref) / half_life)  # the factor of pairs held at ts: most
+        for prev_id, weight, pair_ts in covisit.paired_items(history, item_id, ts, params):
+            factor = at_event if pair_ts == ts else math.exp2((pair_ts - ref) / half_life)
             row = rows.get(prev_id)
             if row is None:
                 rows[prev_id] = {item_id: weight * factor}

@@ -1,9 +1,10 @@
 """``streamrank bench batch``: where an events batch's CPU time goes, step by step, offline.
 
 The events agent's work on one batch, without Kafka or Faust: decode the messages, read,
-update and write each user's profile (in its stored binary form), compute the batch's
-similarity rows (``user_views``), rank the catalog for every user, build the item
-statistics messages and the list payloads. Every step calls the functions the agent calls,
+update (co-visitation pairs summed as they are formed included) and write each user's
+profile (in its stored binary form), compute the batch's similarity rows
+(``user_views``), rank the catalog for every user, build the item statistics messages
+and the list payloads. Every step calls the functions the agent calls,
 on the real MovieLens catalog (encoded with the configured model; vectors cached on disk
 like the offline evaluation's) and real events in time order, with one BLAS thread as a
 worker has. A warm-up applies events and merges their statistics first, so popularity
