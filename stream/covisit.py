@@ -22,7 +22,6 @@ import math
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -256,22 +255,30 @@ def published(row: CovisitRow, max_neighbours: int) -> CovisitRow:
 
     An owner's row holds up to twice that between prunes (:func:`merge_row`); what is
     written to the table, and so what every worker and the evaluation score, is bounded.
-    Of equal scores the earlier entry is kept (the sort is stable): a sort keyed in C
-    costs a third of one that also compares ids, and this runs for most rows of every
-    statistics window.
+    Of equal scores the earlier entry is kept (see :func:`_strongest`).
     """
     if len(row.scores) <= max_neighbours:
         return row
-    keep = sorted(row.scores.items(), key=itemgetter(1), reverse=True)[:max_neighbours]
-    return CovisitRow(row.landmark, dict(keep))
+    ids, values = _strongest(row, max_neighbours)
+    return CovisitRow(row.landmark, dict(zip(ids, values.tolist(), strict=True)))
 
 
 def published_bytes(row: CovisitRow, max_neighbours: int) -> bytes:
-    """``published(row, max_neighbours).to_bytes()``, the row cut on arrays.
+    """``published(row, max_neighbours).to_bytes()``, without building the cut row.
 
-    What a statistics window writes for each row it touched: a stable sort of the scores
-    as an array costs a fraction of sorting the row's items, and the array it leaves is
+    What a statistics window writes for each row it touched: the array the cut leaves is
     the one stored.
+    """
+    return _row_bytes(row.landmark, *_strongest(row, max_neighbours))
+
+
+def _strongest(row: CovisitRow, max_neighbours: int) -> tuple[list[str], np.ndarray]:
+    """A row's ids and scores (float64), cut to its ``max_neighbours`` strongest entries,
+    strongest first, when it holds more; as they are otherwise.
+
+    A stable argsort of the scores as an array, so of equal scores the earlier entry is
+    kept: a fraction of the cost of sorting the row's items, and this runs for most rows
+    of every statistics window.
     """
     scores = row.scores
     values = np.fromiter(scores.values(), dtype="<f8", count=len(scores))
@@ -280,7 +287,7 @@ def published_bytes(row: CovisitRow, max_neighbours: int) -> bytes:
         order = np.argsort(-values, kind="stable")[:max_neighbours]
         values = values[order]
         ids = [ids[i] for i in order.tolist()]
-    return _row_bytes(row.landmark, ids, values)
+    return ids, values
 
 
 def prune(row: CovisitRow, max_neighbours: int) -> None:

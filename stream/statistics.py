@@ -70,11 +70,7 @@ class ItemIncrements:
         """
         ref, rows, half_life = self.ts, self.covisits, params.half_life_s
         backward = params.backward_weight
-        own = rows.get(item_id)  # row item_id gains its previous items (backward pairs)
-        created = own is None
-        if own is None:
-            own = rows[item_id] = {}
-        own_get = own.get
+        own = None  # row item_id, which gains its previous items (backward pairs)
         at_event = math.exp2((ts - ref) / half_life)  # the factor of pairs held at ts: most
         for prev_id, weight, pair_ts in covisit.paired_items(history, item_id, ts, params):
             factor = at_event if pair_ts == ts else math.exp2((pair_ts - ref) / half_life)
@@ -84,9 +80,9 @@ class ItemIncrements:
             else:
                 row[item_id] = row.get(item_id, 0.0) + weight * factor
             if backward > 0.0:
-                own[prev_id] = own_get(prev_id, 0.0) + weight * backward * factor
-        if created and not own:
-            del rows[item_id]
+                if own is None:
+                    own = rows.setdefault(item_id, {})
+                own[prev_id] = own.get(prev_id, 0.0) + weight * backward * factor
 
     def by_owner(self, partitions: int) -> dict[int, ItemIncrements]:
         """Split by the partition that owns each item (and each row), as Kafka's partitioner would."""

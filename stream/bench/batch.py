@@ -263,18 +263,18 @@ class _Stream:
 
     def merge_statistics(self, messages: list[dict[str, Any]]) -> None:
         """Merge statistics messages as each item's owner does (not timed)."""
-        from stream import covisit, popularity
-        from stream.statistics import covisit_entries, popularity_entries
+        from stream.statistics import merge_message
 
-        half_life = self.settings.popularity_half_life_s
-        for message in messages:
-            for item_id, add_score, add_ts in popularity_entries(message):
-                score, ref_ts = self.popularity.get(item_id, (0.0, 0.0))
-                self.popularity[item_id] = popularity.merge(score, ref_ts, add_score, add_ts, half_life)
-            for row_id, scores, ts in covisit_entries(message):
-                self.covisits[row_id] = covisit.merge_row(
-                    self.covisits.get(row_id), scores, ts, self.covisit_params
-                )
+        for message in messages:  # the entries are kept here, so nothing is stored elsewhere
+            merge_message(
+                message,
+                self.popularity,
+                self.covisits,
+                lambda _: (0.0, 0.0),
+                lambda _: None,
+                self.settings.popularity_half_life_s,
+                self.covisit_params,
+            )
 
     def publish_statistics(self) -> None:
         """Hand merged statistics to the index, as a window's writes reach every worker."""
