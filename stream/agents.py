@@ -54,7 +54,7 @@ from stream.records import (
     decode_rerank_request,
     recommendation_payload,
 )
-from stream.statistics import ItemIncrements, merge_message
+from stream.statistics import IncrementsMessage, ItemIncrements, decode_message, merge_message
 from stream.tables import Tables, apply_catalog_entry
 from stream.topics import Topics
 
@@ -153,6 +153,13 @@ def _decode_batch(
     return good, bad
 
 
+def _decode_increments(raw: bytes | None) -> IncrementsMessage:
+    try:
+        return decode_message(raw or b"")
+    except ValueError as exc:  # from our own workers: a defect, or a version that cannot be read
+        raise InvalidMessage("undecodable", f"item-interactions message: {exc}") from exc
+
+
 def _load_profile(ctx: Pipeline, user_id: str) -> UserProfile | None:
     raw = ctx.tables.user_profiles.get(user_id)
     return None if raw is None else UserProfile.from_bytes(raw)
@@ -185,7 +192,7 @@ def update_profile(
     return update.profile
 
 
-def item_statistics_by_partition(ctx: Pipeline, increments: ItemIncrements) -> dict[int, dict[str, Any]]:
+def item_statistics_by_partition(ctx: Pipeline, increments: ItemIncrements) -> dict[int, bytes]:
     """A batch's popularity sums and co-visitation increments, by owner partition.
 
     One message per partition and batch (not one per item) keeps produce calls few; the
@@ -193,7 +200,7 @@ def item_statistics_by_partition(ctx: Pipeline, increments: ItemIncrements) -> d
     routes an item to the same single owner. Values are held at the batch's newest time.
     """
     return {
-        partition: part.to_message()
+        partition: part.to_bytes()
         for partition, part in increments.by_owner(ctx.settings.topic_partitions).items()
     }
 
@@ -305,8 +312,13 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             merged: dict[str, tuple[float, float]] = {}
             rows: dict[str, CovisitRow] = {}
             for event in events:
+                try:
+                    message = _decode_increments(event.message.value)
+                except InvalidMessage as exc:
+                    await send_dead_letter(ctx, event, exc)
+                    continue
                 merge_message(
-                    event.value,
+                    message,
                     merged,
                     rows,
                     stored_popularity,

@@ -122,19 +122,33 @@ def _row_bytes(landmark: float, ids: list[str], values: np.ndarray) -> bytes:
     return b"".join((magic, header, encoded, values.astype("<f8", copy=False).tobytes()))
 
 
+def join_ids(ids: Sequence[str]) -> bytes | None:
+    """``ids`` UTF-8 joined by NUL, or None when that could not be split back into them
+    (an id contains NUL, or the only id is empty)."""
+    joined = _ID_SEPARATOR.join(ids)
+    if joined.count(_ID_SEPARATOR) == max(len(ids) - 1, 0) and (len(ids) != 1 or ids[0]):
+        return joined.encode("utf-8")
+    return None
+
+
+def split_ids(data: bytes) -> list[str]:
+    """Inverse of :func:`join_ids`."""
+    return data.decode("utf-8").split(_ID_SEPARATOR) if data else []
+
+
 def encode_ids(ids: Iterable[str]) -> tuple[bytes, bytes]:
     """A row's neighbour ids as stored, and the magic that says how (see ``_ROW_MAGIC``)."""
     names = list(ids)
-    joined = _ID_SEPARATOR.join(names)
-    if joined.count(_ID_SEPARATOR) == max(len(names) - 1, 0) and names != [""]:
-        return _ROW_MAGIC_JOINED, joined.encode("utf-8")
+    joined = join_ids(names)
+    if joined is not None:
+        return _ROW_MAGIC_JOINED, joined
     return _ROW_MAGIC, json.dumps(names, separators=(",", ":")).encode("utf-8")
 
 
 def decode_ids(magic: bytes, data: bytes) -> list[str]:
     """Inverse of :func:`encode_ids`."""
     if magic == _ROW_MAGIC_JOINED:
-        return data.decode("utf-8").split(_ID_SEPARATOR) if data else []
+        return split_ids(data)
     return json.loads(data)
 
 

@@ -5,23 +5,41 @@ decayed sum can be held at any time (``popularity.merge`` and ``covisit.merge_ro
 move it), and one shared time lets one exponential serve every pair an event forms
 instead of one per pair and row.
 
-On the wire (topic ``item-interactions``) the ids travel as JSON lists and the values
-as base64 float64 arrays: a busy batch forms tens of thousands of co-visitation pairs,
-and formatting and parsing that many floats as JSON text cost more than forming them.
-Pure: no Faust, no Kafka.
+On the wire (topic ``item-interactions``) a batch's increments are one binary message
+per owner partition (``ItemIncrements.to_bytes``): a busy batch forms tens of thousands
+of co-visitation pairs, and formatting and parsing their ids and floats as JSON cost more
+than forming them. Pure: no Faust, no Kafka.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate, chain, repeat
 from typing import Any
+
+import numpy as np
 
 from stream import covisit, popularity
 from stream.covisit import CovisitParams, CovisitRow, HistoryEntry, decode_scores, encode_scores
 from stream.popularity import owner_partition
 from stream.records import InteractionEvent
+
+# The binary message (``ItemIncrements.to_bytes``), little-endian: magic; the batch time
+# (float64); for the items, the rows and the rows' neighbours, each list's length and the
+# byte length of its ids (uint32 each); the three id lists, UTF-8 joined by NUL; the
+# items' popularity sums (float64), the rows' sizes (uint32), the neighbours' weights
+# (float64). A message whose ids cannot be joined (an id contains NUL) is sent as JSON
+# (``ItemIncrements.to_message``), the form of earlier versions, which is still read.
+_MESSAGE_MAGIC = b"SII1"
+_MESSAGE_HEADER = struct.Struct("<dIIIIII")
+_MESSAGE_START = len(_MESSAGE_MAGIC) + _MESSAGE_HEADER.size
+
+# (row, its neighbours, their weights, held at): a row's increments as a message carries them.
+RowSlice = tuple[str, Sequence[str], Sequence[float], float]
 
 
 @dataclass(slots=True)
@@ -104,8 +122,41 @@ class ItemIncrements:
             part(row_id).covisits[row_id] = row
         return out
 
+    def to_bytes(self) -> bytes:
+        """The ``item-interactions`` message value (see ``_MESSAGE_MAGIC``)."""
+        rows = self.covisits
+        items, row_ids = list(self.popularity), list(rows)
+        neighbours = list(chain.from_iterable(rows.values()))
+        joined = [covisit.join_ids(ids) for ids in (items, row_ids, neighbours)]
+        if any(ids is None for ids in joined):  # an id contains NUL
+            return json.dumps(self.to_message(), separators=(",", ":")).encode("utf-8")
+        items_ids, row_ids_joined, neighbour_ids = joined
+        header = _MESSAGE_HEADER.pack(
+            self.ts,
+            len(items),
+            len(items_ids),
+            len(row_ids),
+            len(row_ids_joined),
+            len(neighbours),
+            len(neighbour_ids),
+        )
+        weights = chain.from_iterable(row.values() for row in rows.values())
+        return b"".join(
+            (
+                _MESSAGE_MAGIC,
+                header,
+                items_ids,
+                row_ids_joined,
+                neighbour_ids,
+                np.fromiter(self.popularity.values(), dtype="<f8", count=len(items)).tobytes(),
+                np.fromiter(map(len, rows.values()), dtype="<u4", count=len(row_ids)).tobytes(),
+                np.fromiter(weights, dtype="<f8", count=len(neighbours)).tobytes(),
+            )
+        )
+
     def to_message(self) -> dict[str, Any]:
-        """The ``item-interactions`` message value."""
+        """The ``item-interactions`` message as JSON (ids as lists, floats as base64
+        float64), the form of earlier versions: sent when an id contains NUL."""
         rows = self.covisits
         n_neighbours = sum(len(row) for row in rows.values())
         return {
@@ -119,56 +170,137 @@ class ItemIncrements:
         }
 
 
-def popularity_entries(value: Mapping[str, Any]) -> Iterator[tuple[str, float, float]]:
-    """``(item, score, held at)`` of an ``item-interactions`` message.
+@dataclass(frozen=True, slots=True)
+class IncrementsMessage:
+    """A decoded ``item-interactions`` message: what an owner merges.
 
-    Also reads the earlier form, ``{"items": {item: {"score", "ref_ts"}}}``, so that a
-    worker upgraded with messages of the old form still in the topic loses none.
+    Row ``rows[k]`` holds the next ``sizes[k]`` entries of ``neighbours`` and ``weights``.
+    Every sum is held at ``ts``, except in messages of the earliest JSON form, which held
+    each item and row at its own time (``item_ts``, ``row_ts``).
     """
+
+    ts: float
+    items: Sequence[str]
+    scores: Sequence[float]
+    rows: Sequence[str] = ()
+    sizes: Sequence[int] = ()
+    neighbours: Sequence[str] = ()
+    weights: Sequence[float] = ()
+    item_ts: Sequence[float] | None = None
+    row_ts: Sequence[float] | None = None
+
+    def popularity_entries(self) -> Iterator[tuple[str, float, float]]:
+        """``(item, decayed sum, held at)`` of each item."""
+        times = repeat(self.ts) if self.item_ts is None else self.item_ts
+        # Not strict: repeat() is endless, and check() has compared the lengths.
+        return zip(self.items, self.scores, times, strict=False)
+
+    def covisit_slices(self) -> Iterator[RowSlice]:
+        """``(row, neighbours, weights, held at)`` of each row, sliced as they are merged."""
+        times = repeat(self.ts) if self.row_ts is None else self.row_ts
+        neighbours, weights = self.neighbours, self.weights
+        start = 0
+        for row_id, size, ts in zip(self.rows, self.sizes, times, strict=False):
+            end = start + size
+            yield row_id, neighbours[start:end], weights[start:end], ts
+            start = end
+
+    def check(self) -> IncrementsMessage:
+        """This message, once its parts are found to agree; else ValueError."""
+        if len(self.scores) != len(self.items):
+            raise ValueError(f"{len(self.items)} items but {len(self.scores)} scores")
+        if len(self.weights) != len(self.neighbours):
+            raise ValueError(f"{len(self.neighbours)} neighbours but {len(self.weights)} weights")
+        for times, entries in ((self.item_ts, self.items), (self.row_ts, self.rows)):
+            if times is not None and len(times) != len(entries):
+                raise ValueError(f"{len(entries)} entries but {len(times)} times")
+        if len(self.sizes) != len(self.rows):
+            raise ValueError(f"{len(self.rows)} rows but {len(self.sizes)} sizes")
+        if sum(self.sizes) != len(self.neighbours):
+            raise ValueError(
+                f"rows of {sum(self.sizes)} neighbours in all but {len(self.neighbours)} neighbours"
+            )
+        return self
+
+
+def decode_message(raw: bytes) -> IncrementsMessage:
+    """An ``item-interactions`` message value: binary, or JSON (either earlier form).
+
+    Raises:
+        ValueError: the value is neither, or its parts disagree (lengths, row sizes).
+    """
+    if raw[: len(_MESSAGE_MAGIC)] == _MESSAGE_MAGIC:
+        return _decode_binary(raw).check()
+    value = json.loads(raw)
+    if not isinstance(value, Mapping):
+        raise ValueError(f"a JSON {type(value).__name__}, not an object")
+    try:
+        return _decode_json(value).check()
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"a JSON message without a valid {exc}") from exc
+
+
+def _decode_binary(raw: bytes) -> IncrementsMessage:
+    if len(raw) < _MESSAGE_START:
+        raise ValueError(f"a message of {len(raw)} bytes, shorter than its header")
+    ts, n_items, items_len, n_rows, rows_len, n_neighbours, neighbours_len = _MESSAGE_HEADER.unpack_from(
+        raw, len(_MESSAGE_MAGIC)
+    )
+    # Where each part ends: the three id lists, then the three arrays.
+    ends = list(
+        accumulate(
+            (items_len, rows_len, neighbours_len, 8 * n_items, 4 * n_rows, 8 * n_neighbours),
+            initial=_MESSAGE_START,
+        )
+    )
+    if ends[-1] != len(raw):
+        raise ValueError(f"a message of {len(raw)} bytes, {ends[-1]} by its header")
+    items, rows, neighbours = (covisit.split_ids(raw[ends[i] : ends[i + 1]]) for i in range(3))
+    if (len(items), len(rows), len(neighbours)) != (n_items, n_rows, n_neighbours):
+        raise ValueError("a message whose id lists do not match its header")
+    view = memoryview(raw)
+    return IncrementsMessage(
+        ts,
+        items,
+        np.frombuffer(view[ends[3] : ends[4]], dtype="<f8").tolist(),
+        rows,
+        np.frombuffer(view[ends[4] : ends[5]], dtype="<u4").tolist(),
+        neighbours,
+        np.frombuffer(view[ends[5] : ends[6]], dtype="<f8").tolist(),
+    )
+
+
+def _decode_json(value: Mapping[str, Any]) -> IncrementsMessage:
     items = value.get("items", ())
-    if isinstance(items, Mapping):
-        for item_id, entry in items.items():
-            yield item_id, float(entry["score"]), float(entry["ref_ts"])
-        return
-    ts = float(value["ts"])
-    for item_id, score in zip(items, decode_scores(value["scores"]), strict=True):
-        yield item_id, score, ts
-
-
-def covisit_entries(value: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, float], float]]:
-    """``(row, {neighbour: weight}, held at)`` of an ``item-interactions`` message (either form)."""
-    for row_id, neighbours, weights, ts in covisit_slices(value):
-        yield row_id, dict(zip(neighbours, weights, strict=True)), ts
-
-
-def covisit_slices(value: Mapping[str, Any]) -> Iterator[tuple[str, Sequence[str], Sequence[float], float]]:
-    """``(row, neighbours, weights, held at)`` of an ``item-interactions`` message (either
-    form), each row's neighbours distinct and aligned with its weights."""
-    legacy = value.get("covisits")
-    if isinstance(legacy, Mapping):
-        for row_id, entry in legacy.items():
-            scores = entry["scores"]
-            yield row_id, [str(k) for k in scores], [float(v) for v in scores.values()], float(entry["ts"])
-        return
-    if "rows" not in value:
-        return
-    ts = float(value["ts"])
-    neighbours: Sequence[str] = value["neighbours"]
-    weights = decode_scores(value["weights"])
-    if len(weights) != len(neighbours):
-        raise ValueError(f"{len(neighbours)} neighbours but {len(weights)} weights")
-    sizes: Sequence[int] = value["sizes"]
-    if sum(sizes) != len(neighbours):
-        raise ValueError(f"rows of {sum(sizes)} neighbours in all but {len(neighbours)} neighbours")
-    start = 0
-    for row_id, size in zip(value["rows"], sizes, strict=True):
-        end = start + size
-        yield row_id, neighbours[start:end], weights[start:end], ts
-        start = end
+    if not isinstance(items, Mapping):  # the form of ``ItemIncrements.to_message``
+        return IncrementsMessage(
+            float(value["ts"]),
+            items,
+            decode_scores(value["scores"]),
+            value.get("rows", ()),
+            value.get("sizes", ()),
+            value.get("neighbours", ()),
+            decode_scores(value["weights"]) if "rows" in value else (),
+        )
+    # The earliest form: {"items": {item: {"score", "ref_ts"}}, "covisits": {row: {"ts",
+    # "scores": {neighbour: weight}}}}, each sum held at its own time.
+    covisits: Mapping[str, Any] = value.get("covisits") or {}
+    rows = [entry["scores"] for entry in covisits.values()]
+    return IncrementsMessage(
+        0.0,
+        list(items),
+        [float(entry["score"]) for entry in items.values()],
+        list(covisits),
+        [len(scores) for scores in rows],
+        [str(n) for scores in rows for n in scores],
+        [float(w) for scores in rows for w in scores.values()],
+        item_ts=[float(entry["ref_ts"]) for entry in items.values()],
+        row_ts=[float(entry["ts"]) for entry in covisits.values()],
+    )
 
 
 def merge_message(
-    value: Mapping[str, Any],
+    message: IncrementsMessage,
     merged: dict[str, tuple[float, float]],
     rows: dict[str, CovisitRow],
     stored_popularity: Callable[[str], tuple[float, float]],
@@ -182,9 +314,9 @@ def merge_message(
     co-visitation row; an entry the window has not touched yet starts from its stored
     value (``stored_popularity``, ``stored_row``), as the item's owner keeps it.
     """
-    for item_id, add_score, add_ts in popularity_entries(value):
+    for item_id, add_score, add_ts in message.popularity_entries():
         score, ref_ts = merged.get(item_id) or stored_popularity(item_id)
         merged[item_id] = popularity.merge(score, ref_ts, add_score, add_ts, popularity_half_life_s)
-    for row_id, neighbours, weights, ts in covisit_slices(value):
+    for row_id, neighbours, weights, ts in message.covisit_slices():
         row = rows.get(row_id) or stored_row(row_id)
         rows[row_id] = covisit.merge_row_entries(row, neighbours, weights, ts, covisit_params)

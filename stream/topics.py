@@ -66,8 +66,6 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
             f"{settings.app_id}-item-interactions",
             internal=True,
             partitions=settings.topic_partitions,
-            key_type=str,
-            key_serializer="raw",
-            value_serializer="json",
+            schema=RawSchema(),  # binary messages (statistics.ItemIncrements.to_bytes)
         ),
     )

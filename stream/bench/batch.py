@@ -191,7 +191,7 @@ class _Stream:
         self.position += n
         return out
 
-    def run(self, batch: list[bytes], clock: Counter[str]) -> tuple[list[dict[str, Any]], int]:
+    def run(self, batch: list[bytes], clock: Counter[str]) -> tuple[list[bytes], int]:
         """One batch, as the events agent does it; adds each step's seconds to ``clock``.
 
         Returns the batch's statistics messages and its number of users.
@@ -243,9 +243,7 @@ class _Stream:
         ranked = rank_catalog_batch(views, self.index.view(), [at] * len(profiles), self.ranking)
         clock["ranking"] += now() - started
         started = now()
-        messages = [part.to_message() for part in increments.by_owner(settings.topic_partitions).values()]
-        for message in messages:  # as Faust's JSON serializer would
-            json.dumps(message)
+        messages = [part.to_bytes() for part in increments.by_owner(settings.topic_partitions).values()]
         clock["statistics messages"] += now() - started
         started = now()
         for (user_id, profile, events), items in zip(profiles, ranked, strict=True):
@@ -261,13 +259,13 @@ class _Stream:
         clock["list payloads"] += now() - started
         return messages, len(profiles)
 
-    def merge_statistics(self, messages: list[dict[str, Any]]) -> None:
+    def merge_statistics(self, messages: list[bytes]) -> None:
         """Merge statistics messages as each item's owner does (not timed)."""
-        from stream.statistics import merge_message
+        from stream.statistics import decode_message, merge_message
 
         for message in messages:  # the entries are kept here, so nothing is stored elsewhere
             merge_message(
-                message,
+                decode_message(message),
                 self.popularity,
                 self.covisits,
                 lambda _: (0.0, 0.0),
@@ -294,19 +292,18 @@ class _Stream:
         for row_id, row in self.covisits.items():
             self.covisit_table[row_id] = covisit.published_bytes(row, self.covisit_params.max_neighbours)
 
-    def owner_window(self, messages: list[dict[str, Any]], clock: Counter[str]) -> int:
+    def owner_window(self, messages: list[bytes], clock: Counter[str]) -> int:
         """One statistics window as ``count_item_popularity`` runs it, then its replay.
 
         Returns the number of entries written.
         """
         from stream import covisit, popularity
-        from stream.statistics import merge_message
+        from stream.statistics import decode_message, merge_message
         from stream.tables import apply_covisit_entry, apply_popularity_entry
 
         now, half_life = time.perf_counter, self.settings.popularity_half_life_s
-        wire = [json.dumps(message).encode() for message in messages]  # as produced (not timed)
         started = now()
-        values = [json.loads(raw) for raw in wire]  # Faust's JSON decoding as it delivers them
+        values = [decode_message(raw) for raw in messages]  # as the owner decodes them
         clock["deliver"] += now() - started
         started = now()
         merged: dict[str, tuple[float, float]] = {}

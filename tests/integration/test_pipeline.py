@@ -91,6 +91,8 @@ def test_malformed_input_goes_to_dead_letters_and_valid_input_flows(
         (events, b'{"user_id": "u1", "item_id": "1", "type": "teleport", "ts": 1}', "unknown_event_type"),
         (stack.settings.items_topic, b'{"item_id": "big", "title": "' + b"x" * 5000 + b'"}', "text_too_long"),
         (stack.settings.rerank_requests_topic, b'{"request_id": "r", "user_id": "u1"}', "missing_field"),
+        # The internal statistics topic: written by workers, read by each item's owner.
+        (f"{stack.settings.app_id}-item-interactions", b"SII1 truncated", "undecodable"),
     ]
     for topic, raw, _ in bad:
         stack.send(topic, "u1", raw)

@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 
 import pytest
 
 from stream import covisit, popularity
 from stream.covisit import CovisitParams
 from stream.records import InteractionEvent
-from stream.statistics import ItemIncrements, covisit_entries, popularity_entries
+from stream.statistics import ItemIncrements, decode_message
+
+
+def rows_of(raw: bytes) -> list[tuple[str, dict[str, float], float]]:
+    """(row, {neighbour: weight}, held at) of a message value."""
+    return [(r, dict(zip(n, w, strict=True)), ts) for r, n, w, ts in decode_message(raw).covisit_slices()]
+
+
+def popularity_of(raw: bytes) -> list[tuple[str, float, float]]:
+    return list(decode_message(raw).popularity_entries())
+
+
+def json_bytes(value: object) -> bytes:
+    return json.dumps(value).encode()
+
 
 H = 10.0
 WEIGHTS = {"view": 1.0, "click": 2.0}
@@ -95,45 +110,92 @@ def test_each_item_and_row_goes_to_its_owner_partition() -> None:
     assert sum(len(p.covisits) for p in parts.values()) == 14
 
 
-def test_wire_form_round_trips_through_json() -> None:
-    inc = ItemIncrements(ts=7.5, popularity={"a": 1.25, "b": 1e-300})
-    inc.covisits = {"a": {"b": 0.1, "c": 3.0}, "d": {}, "b": {"a": 2.0}}
-    value = json.loads(json.dumps(inc.to_message()))
-    assert list(popularity_entries(value)) == [("a", 1.25, 7.5), ("b", 1e-300, 7.5)]
-    assert list(covisit_entries(value)) == [
-        ("a", {"b": 0.1, "c": 3.0}, 7.5),
-        ("d", {}, 7.5),
-        ("b", {"a": 2.0}, 7.5),
-    ]
+def _increments() -> ItemIncrements:
+    inc = ItemIncrements(ts=7.5, popularity={"a": 1.25, "b": 1e-300, "é": 2.0})
+    inc.covisits = {"a": {"b": 0.1, "c": 3.0}, "d": {}, "b": {"a": 2.0, "é": 0.5}}
+    return inc
 
 
-def test_messages_of_the_earlier_form_are_still_read() -> None:
-    value = {
+EXPECTED_POPULARITY = [("a", 1.25, 7.5), ("b", 1e-300, 7.5), ("é", 2.0, 7.5)]
+EXPECTED_ROWS = [("a", {"b": 0.1, "c": 3.0}, 7.5), ("d", {}, 7.5), ("b", {"a": 2.0, "é": 0.5}, 7.5)]
+
+
+def test_binary_wire_form_round_trips_exactly() -> None:
+    raw = _increments().to_bytes()
+    assert raw[:4] == b"SII1"
+    assert popularity_of(raw) == EXPECTED_POPULARITY
+    assert rows_of(raw) == EXPECTED_ROWS
+
+
+def test_ids_with_nul_are_sent_as_json_and_read_back() -> None:
+    inc = ItemIncrements(ts=1.0, popularity={"a\x00b": 1.0}, covisits={"": {"x": 2.0}})
+    raw = inc.to_bytes()
+    assert raw.startswith(b"{")
+    assert popularity_of(raw) == [("a\x00b", 1.0, 1.0)]
+    assert rows_of(raw) == [("", {"x": 2.0}, 1.0)]
+
+
+def test_an_empty_batch_round_trips() -> None:
+    raw = ItemIncrements(ts=0.0).to_bytes()
+    assert popularity_of(raw) == [] and rows_of(raw) == []
+
+
+def test_json_messages_of_earlier_versions_are_still_read() -> None:
+    raw = json_bytes(_increments().to_message())
+    assert popularity_of(raw) == EXPECTED_POPULARITY
+    assert rows_of(raw) == EXPECTED_ROWS
+    older = {
         "items": {"a": {"score": 2.0, "ref_ts": 3.0}},
         "covisits": {"a": {"ts": 4.0, "scores": {"b": 0.5}}},
     }
-    assert list(popularity_entries(value)) == [("a", 2.0, 3.0)]
-    assert list(covisit_entries(value)) == [("a", {"b": 0.5}, 4.0)]
+    assert popularity_of(json_bytes(older)) == [("a", 2.0, 3.0)]
+    assert rows_of(json_bytes(older)) == [("a", {"b": 0.5}, 4.0)]
 
 
 def test_a_message_without_co_visitation_has_no_rows() -> None:
-    value = ItemIncrements(ts=1.0, popularity={"a": 1.0}).to_message()
-    assert list(covisit_entries(value)) == []
-    assert list(covisit_entries({"items": {}})) == []
+    assert rows_of(ItemIncrements(ts=1.0, popularity={"a": 1.0}).to_bytes()) == []
+    assert rows_of(json_bytes(ItemIncrements(ts=1.0, popularity={"a": 1.0}).to_message())) == []
+    assert rows_of(json_bytes({"items": {}})) == []
 
 
-def test_inconsistent_weights_are_refused() -> None:
+def test_inconsistent_json_weights_are_refused() -> None:
     value = ItemIncrements(ts=1.0, covisits={"a": {"b": 1.0}}).to_message()
     value["neighbours"].append("c")
     with pytest.raises(ValueError, match="2 neighbours but 1 weights"):
-        list(covisit_entries(value))
+        decode_message(json_bytes(value))
 
 
-def test_row_sizes_that_do_not_add_up_are_refused() -> None:
+def test_json_row_sizes_that_do_not_add_up_are_refused() -> None:
     value = ItemIncrements(ts=1.0, covisits={"a": {"b": 1.0}, "c": {"d": 1.0}}).to_message()
     value["sizes"] = [1, 2]
     with pytest.raises(ValueError, match="rows of 3 neighbours in all but 2 neighbours"):
-        list(covisit_entries(value))
+        decode_message(json_bytes(value))
+
+
+def _binary(ts: float, counts: tuple[int, ...], ids: tuple[bytes, bytes, bytes], tail: bytes) -> bytes:
+    n_items, n_rows, n_neighbours = counts
+    header = struct.pack("<dIIIIII", ts, n_items, len(ids[0]), n_rows, len(ids[1]), n_neighbours, len(ids[2]))
+    return b"SII1" + header + b"".join(ids) + tail
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        (b"SII1\x00\x01", "shorter than its header"),
+        (_increments().to_bytes()[:-1], "by its header"),
+        (_increments().to_bytes() + b"\x00", "by its header"),
+        # two row ids where the header says one
+        (_binary(1.0, (0, 1, 1), (b"", b"a\x00b", b"x"), struct.pack("<Id", 1, 1.0)), "do not match"),
+        # one row of two neighbours, one neighbour given
+        (_binary(1.0, (0, 1, 1), (b"", b"a", b"x"), struct.pack("<Id", 2, 1.0)), "rows of 2 neighbours"),
+        (b"[1, 2]", "not an object"),
+        (b'{"ts": 1, "items": ["a"]}', "without a valid"),
+        (b"\xff\xfe", "Expecting value"),
+    ],
+)
+def test_malformed_messages_raise_value_error(raw: bytes, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        decode_message(raw)
 
 
 def test_popularity_entries_round_trip_through_their_stored_forms() -> None:
