@@ -17,6 +17,7 @@ LATENCY_BUCKETS = (
     10.0, 30.0,
 )  # fmt: skip
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+GC_PAUSE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 AGENTS = ("update_user_interest", "embed_new_items", "count_item_popularity", "rerank_requests")
 MODES = ("topk", "rerank")
 # Outcomes of one request of the worker to the encoder service.
@@ -139,6 +140,14 @@ class Metrics:
             "Times scoring moved to the configured model once every live item had its vector.",
             registry=registry,
         )
+        self.gc_pause = Histogram(
+            "streamrank_gc_pause_seconds",
+            "Pauses of the worker process for Python's cyclic garbage collector, by generation "
+            "(2: a full collection); the event loop stands still during each.",
+            ["generation"],
+            buckets=GC_PAUSE_BUCKETS,
+            registry=registry,
+        )
         self.model = Info("streamrank_model", "Encoder model used for item vectors.", registry=registry)
         self.scoring_model = Info(
             "streamrank_scoring_model",
@@ -153,6 +162,8 @@ class Metrics:
         for mode in MODES:
             self.recommendations.labels(mode)
             self.event_to_recommendation.labels(mode)
+        for generation in ("0", "1", "2"):
+            self.gc_pause.labels(generation)
         for agent in AGENTS:
             self.batch_processing.labels(agent)
             self.batch_size.labels(agent)

@@ -17,6 +17,7 @@ from stream.catalog import ModelCatalog
 from stream.config import Settings
 from stream.embedding import ItemEmbedder
 from stream.encoder_client import RemoteEncoder
+from stream.memory import freeze_startup_objects, time_collections
 from stream.metrics import Metrics
 from stream.profiles import ProfileParams
 from stream.ranking import RankingConfig
@@ -119,7 +120,10 @@ def run_worker(settings: Settings) -> None:
     if settings.create_topics:
         ensure_topics(settings)
     limit_ranking_threads(settings.ranking_threads)
-    app, _ = build_worker(settings)
+    app, pipeline = build_worker(settings)
+    time_collections(pipeline.metrics.gc_pause)
+    frozen = freeze_startup_objects()  # modules and model: never garbage, see stream.memory
+    log.info("%d objects of the start-up frozen out of garbage collection", frozen)
     faust_worker(app, settings.log_level).execute_from_commandline()
 
 

@@ -354,7 +354,10 @@ def measure(
     statistics windows of ``window_events`` events."""
     from threadpoolctl import threadpool_limits
 
+    from stream.memory import freeze_startup_objects
+
     stream = _Stream(settings, data, max_items)
+    freeze_startup_objects()  # as a worker does once it is built
     with threadpool_limits(limits=1):
         ignored: Counter[str] = Counter()
         for i in range(max(warmup_events // _WARMUP_BATCH, 0)):
