@@ -449,6 +449,10 @@ class ModelCatalog:
 
     def missing(self) -> list[str]:
         """Live catalog items without a vector of the configured model."""
+        # Every live item has a target vector in steady state: one count over the index's
+        # flags instead of a lookup per item (the re-encoder asks every round).
+        if self.target.active_count == len(self._live):
+            return []
         lookup = self.target.vector_of
         return [item_id for item_id in self._live if lookup(item_id) is None]
 
