@@ -189,6 +189,7 @@ def _binary(ts: float, counts: tuple[int, ...], ids: tuple[bytes, bytes, bytes],
         # one row of two neighbours, one neighbour given
         (_binary(1.0, (0, 1, 1), (b"", b"a", b"x"), struct.pack("<Id", 2, 1.0)), "rows of 2 neighbours"),
         (b"[1, 2]", "not an object"),
+        (json_bytes({**_increments().to_message(), "sizes": [3, -1, 2]}), "the least -1"),
         (b'{"ts": 1, "items": ["a"]}', "without a valid"),
         (b"\xff\xfe", "Expecting value"),
     ],
