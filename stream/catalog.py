@@ -27,6 +27,21 @@ from stream.ranking import CatalogView, UserView, interest_direction, time_group
 
 _INITIAL_CAPACITY = 1024
 DEFAULT_SIMILARITY_CACHE_BYTES = 64 << 20
+# Up to this many query rows, one matrix-vector product per row: a matrix product first
+# packs the whole catalog matrix into the BLAS library's panel layout, which for two or
+# three rows costs more than the products themselves (OpenBLAS, a 9,742 x 384 catalog:
+# 1.9 ms for two rows at once, 0.6 ms as two matrix-vector products).
+_FEW_ROWS = 3
+
+
+def similarity_product(queries: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``queries @ columns``: (k, dim) unit rows against the (dim, n) catalog columns."""
+    if len(queries) <= _FEW_ROWS:
+        out = np.empty((len(queries), columns.shape[1]), dtype=np.result_type(queries, columns))
+        for i, query in enumerate(queries):
+            np.matmul(query, columns, out=out[i])
+        return out
+    return queries @ columns
 
 
 class CatalogIndex:
@@ -237,7 +252,7 @@ class CatalogIndex:
         answers = np.zeros((0, n), dtype=np.float32)
         if new or queries:  # one product for all of them: the catalog matrix is read once
             stacked = np.stack([*queries, *(self._vectors[self._rows[i]] for i in new)])
-            block = stacked @ self._columns[:, :n]
+            block = similarity_product(stacked, self._columns[:, :n])
             answers = block[: len(queries)]
             for item_id, row in zip(new, block[len(queries) :], strict=True):
                 fresh[item_id] = cache[item_id] = row.copy()  # not a view holding the block
