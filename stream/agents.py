@@ -311,6 +311,8 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             started = time.perf_counter()
             merged: dict[str, tuple[float, float]] = {}
             rows: dict[str, CovisitRow] = {}
+            # Decoded one at a time between turns of the loop, not up front with
+            # _decode_batch: a window holds hundreds of messages of thousands of entries.
             for event in events:
                 try:
                     message = _decode_increments(event.message.value)

@@ -214,13 +214,12 @@ class IncrementsMessage:
         for times, entries in ((self.item_ts, self.items), (self.row_ts, self.rows)):
             if times is not None and len(times) != len(entries):
                 raise ValueError(f"{len(entries)} entries but {len(times)} times")
-        if len(self.sizes) != len(self.rows) or min(self.sizes, default=0) < 0:
-            least = min(self.sizes, default=0)
+        least = min(self.sizes, default=0)
+        if len(self.sizes) != len(self.rows) or least < 0:
             raise ValueError(f"{len(self.rows)} rows but {len(self.sizes)} sizes, the least {least}")
-        if sum(self.sizes) != len(self.neighbours):
-            raise ValueError(
-                f"rows of {sum(self.sizes)} neighbours in all but {len(self.neighbours)} neighbours"
-            )
+        total = sum(self.sizes)
+        if total != len(self.neighbours):
+            raise ValueError(f"rows of {total} neighbours in all but {len(self.neighbours)} neighbours")
         return self
 
 
