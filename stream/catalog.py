@@ -17,12 +17,13 @@ from __future__ import annotations
 import dataclasses
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from stream.covisit import CovisitRow, row_arrays, row_size
 from stream.profiles import UserProfile
+from stream.quantized import Int8Catalog, int8_supported
 from stream.ranking import CatalogView, UserView, interest_direction, time_groups
 
 _INITIAL_CAPACITY = 1024
@@ -32,6 +33,8 @@ DEFAULT_SIMILARITY_CACHE_BYTES = 64 << 20
 # three rows costs more than the products themselves (OpenBLAS, a 9,742 x 384 catalog:
 # 1.9 ms for two rows at once, 0.6 ms as two matrix-vector products).
 _FEW_ROWS = 3
+
+SimilarityPrecision = Literal["float32", "int8"]
 
 
 def similarity_product(queries: np.ndarray, columns: np.ndarray) -> np.ndarray:
@@ -56,9 +59,12 @@ class CatalogIndex:
         dim: int,
         covisits: dict[str, CovisitRow | bytes] | None = None,
         similarity_cache_bytes: int = DEFAULT_SIMILARITY_CACHE_BYTES,
+        similarity_precision: SimilarityPrecision = "float32",
     ) -> None:
         self.model_id = model_id
         self.dim = dim
+        # The catalog in int8 for the batch products of similarity rows (see stream.quantized).
+        self._int8 = Int8Catalog() if similarity_precision == "int8" and int8_supported() else None
         # Cosine of a recent item to every catalog row, kept across users and batches: the
         # same popular items recur in many histories, and each row costs a pass over the
         # whole vector matrix. Rows cover the catalog as it was when computed and are
@@ -135,6 +141,8 @@ class CatalogIndex:
         new = vector if usable else np.zeros(self.dim, dtype=np.float32)
         if existing and not np.array_equal(self._vectors[row], new):
             self._similarity_rows.clear()  # a column of every cached row changes
+            if self._int8 is not None:
+                self._int8.changed(row)
         self._vectors[row] = new
         self._columns[:, row] = new
         self._has_vector[row] = usable
@@ -163,6 +171,8 @@ class CatalogIndex:
         self._has_vector[row] = False
         self._vectors[row] = 0.0
         self._columns[:, row] = 0.0
+        if self._int8 is not None:
+            self._int8.changed(row)
 
     def set_popularity(self, item_id: str, score: float, ref_ts: float) -> None:
         """Set an item's decayed popularity as held at ``ref_ts``."""
@@ -252,7 +262,10 @@ class CatalogIndex:
         answers = np.zeros((0, n), dtype=np.float32)
         if new or queries:  # one product for all of them: the catalog matrix is read once
             stacked = np.stack([*queries, *(self._vectors[self._rows[i]] for i in new)])
-            block = similarity_product(stacked, self._columns[:, :n])
+            if self._int8 is None:
+                block = similarity_product(stacked, self._columns[:, :n])
+            else:
+                block = self._int8.product(stacked, self._vectors[:n], self._columns[:, :n])
             answers = block[: len(queries)]
             for item_id, row in zip(new, block[len(queries) :], strict=True):
                 fresh[item_id] = cache[item_id] = row.copy()  # not a view holding the block
@@ -383,11 +396,18 @@ class ModelCatalog:
     """
 
     def __init__(
-        self, model_id: str, dim: int, similarity_cache_bytes: int = DEFAULT_SIMILARITY_CACHE_BYTES
+        self,
+        model_id: str,
+        dim: int,
+        similarity_cache_bytes: int = DEFAULT_SIMILARITY_CACHE_BYTES,
+        similarity_precision: SimilarityPrecision = "float32",
     ) -> None:
         self._covisits: dict[str, CovisitRow | bytes] = {}
         self._similarity_cache_bytes = similarity_cache_bytes
-        self.target = CatalogIndex(model_id, dim, self._covisits, similarity_cache_bytes)
+        self._similarity_precision: SimilarityPrecision = similarity_precision
+        self.target = CatalogIndex(
+            model_id, dim, self._covisits, similarity_cache_bytes, similarity_precision
+        )
         self._others: dict[str, CatalogIndex] = {}
         self._active: CatalogIndex | None = None
         self._live: set[str] = set()
@@ -444,7 +464,11 @@ class ModelCatalog:
         keeps_others = self._active is not self.target  # undecided, or still on an old model
         if keeps_others and vector is not None and model_id not in (self.target.model_id, *self._others):
             self._others[model_id] = CatalogIndex(
-                model_id, int(vector.shape[0]), self._covisits, self._similarity_cache_bytes
+                model_id,
+                int(vector.shape[0]),
+                self._covisits,
+                self._similarity_cache_bytes,
+                self._similarity_precision,
             )
         for other_id, index in self._others.items():
             if other_id == model_id:

@@ -112,7 +112,12 @@ def new_state(
 ) -> StreamState:
     """Empty state configured like the workers (and, if given, the popularity baseline's counts)."""
     return StreamState(
-        CatalogIndex(model_id, dim, similarity_cache_bytes=settings.similarity_cache_mb << 20),
+        CatalogIndex(
+            model_id,
+            dim,
+            similarity_cache_bytes=settings.similarity_cache_mb << 20,
+            similarity_precision=settings.similarity_precision,
+        ),
         ProfileParams(
             half_life_s=settings.interest_half_life_s,
             history_size=settings.history_size,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import faust
+import torch
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from threadpoolctl import threadpool_limits
 
@@ -54,7 +55,9 @@ def build_worker(settings: Settings, encoder: TextEncoder | None = None) -> tupl
             "device": embedder.device,
         }
     )
-    catalog = ModelCatalog(embedder.model_id, embedder.dim, settings.similarity_cache_mb << 20)
+    catalog = ModelCatalog(
+        embedder.model_id, embedder.dim, settings.similarity_cache_mb << 20, settings.similarity_precision
+    )
     app = create_app(settings)
     topics = declare_topics(app, settings)
     tables = declare_tables(app, settings, catalog)
@@ -119,8 +122,8 @@ def run_worker(settings: Settings) -> None:
         raise SystemExit("STREAMRANK_BROKER is not set: the worker needs a Kafka broker")
     if settings.create_topics:
         ensure_topics(settings)
-    limit_ranking_threads(settings.ranking_threads)
     app, pipeline = build_worker(settings)
+    limit_ranking_threads(settings.ranking_threads)  # after the encoder set torch's threads
     time_collections(pipeline.metrics.gc_pause)
     frozen = freeze_startup_objects()  # modules and model: never garbage, see stream.memory
     log.info("%d objects of the start-up frozen out of garbage collection", frozen)
@@ -141,10 +144,15 @@ def faust_worker(app: faust.App, log_level: str) -> faust.Worker:
 
 
 def limit_ranking_threads(threads: int) -> None:
-    """Run numpy's BLAS products on ``threads`` threads in this process (0: its default).
+    """Run the ranking's products on ``threads`` threads (0: the libraries' defaults).
 
-    The ranking's products are issued from the event loop's thread, a batch at a time;
-    the torch encoder's threads are set apart (``ENCODER_THREADS``).
+    The products are issued from the event loop's thread, a batch at a time: numpy's BLAS
+    (limited for the process) and torch's int8 kernels (``SIMILARITY_PRECISION``), which
+    use OpenMP. OpenMP's thread count is per thread, and torch sets a thread's count on
+    its first use of it, so this thread's is set after that: the encoder's thread keeps
+    torch's own count (``ENCODER_THREADS``).
     """
     if threads > 0:
         threadpool_limits(limits=threads, user_api="blas")
+        torch.get_num_threads()  # torch's first use on this thread, which would override the limit
+        threadpool_limits(limits=threads, user_api="openmp")

@@ -163,7 +163,9 @@ class _Stream:
         encoder = TextEncoder.from_settings(settings.encoder)
         texts = [u.encoder_text() for u in upserts]
         vectors = encode_cached(encoder, texts, Path(settings.cache_dir))
-        self.catalog = ModelCatalog(encoder.model_id, encoder.dim, settings.similarity_cache_mb << 20)
+        self.catalog = ModelCatalog(
+            encoder.model_id, encoder.dim, settings.similarity_cache_mb << 20, settings.similarity_precision
+        )
         self.index = self.catalog.target
         for upsert, vector in zip(upserts, vectors, strict=True):
             self.index.upsert(upsert.item_id, vector, encoder.model_id, upsert.ts)
