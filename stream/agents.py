@@ -24,7 +24,7 @@ import logging
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +54,7 @@ from stream.records import (
     decode_rerank_request,
     recommendation_payload,
 )
-from stream.statistics import IncrementsMessage, ItemIncrements, decode_message, merge_message
+from stream.statistics import IncrementsMessage, ItemIncrements, decode_message, merge_message, write_window
 from stream.tables import Tables, apply_catalog_entry
 from stream.topics import Topics
 
@@ -329,8 +329,16 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
                     ctx.covisit_params,
                 )
                 await asyncio.sleep(0)
-            for written, _ in enumerate(_write_statistics(ctx, merged, rows), start=1):
-                if written % _WRITE_CHUNK == 0:
+            written = write_window(
+                merged,
+                rows,
+                tables.item_popularity,
+                tables.item_covisits,
+                ctx.catalog,
+                ctx.covisit_params.max_neighbours,
+            )
+            for count, _ in enumerate(written, start=1):
+                if count % _WRITE_CHUNK == 0:
                     await _changelogs_drained(app)
             metrics.batch_size.labels("count_item_popularity").observe(len(events))
             metrics.batch_processing.labels("count_item_popularity").observe(time.perf_counter() - started)
@@ -415,18 +423,3 @@ def catalog_entry(
         entry["vector"] = encode_vector(vector)
         entry["model_id"] = embedder.model_id
     return entry
-
-
-def _write_statistics(
-    ctx: Pipeline, merged: dict[str, tuple[float, float]], rows: dict[str, CovisitRow]
-) -> Iterator[None]:
-    """Write one window's entries to the tables and this worker's catalog, pausing after each."""
-    for item_id, (score, ref_ts) in merged.items():
-        ctx.tables.item_popularity[item_id] = popularity.encode_entry(score, ref_ts)
-        ctx.catalog.set_popularity(item_id, score, ref_ts)
-        yield
-    for row_id, row in rows.items():
-        stored = covisit.published_bytes(row, ctx.covisit_params.max_neighbours)
-        ctx.tables.item_covisits[row_id] = stored
-        ctx.catalog.set_covisits(row_id, stored)  # decoded if a ranking reads it, as replayed rows
-        yield

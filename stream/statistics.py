@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 import math
 import struct
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, chain, repeat
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from stream import covisit, popularity
 from stream.covisit import CovisitParams, CovisitRow, HistoryEntry, decode_scores, encode_scores
 from stream.popularity import owner_partition
 from stream.records import InteractionEvent
+
+if TYPE_CHECKING:
+    from stream.catalog import ModelCatalog
 
 # The binary message (``ItemIncrements.to_bytes``), little-endian: magic; the batch time
 # (float64); for the items, the rows and the rows' neighbours, each list's length and the
@@ -320,3 +323,26 @@ def merge_message(
     for row_id, neighbours, weights, ts in message.covisit_slices():
         row = rows.get(row_id) or stored_row(row_id)
         rows[row_id] = covisit.merge_row_entries(row, neighbours, weights, ts, covisit_params)
+
+
+def write_window(
+    merged: Mapping[str, tuple[float, float]],
+    rows: Mapping[str, CovisitRow],
+    popularity_table: MutableMapping[str, bytes],
+    covisit_table: MutableMapping[str, bytes],
+    catalog: ModelCatalog,
+    max_neighbours: int,
+) -> Iterator[tuple[bool, str, bytes]]:
+    """Write one window's merged entries to the statistics tables and this worker's catalog.
+
+    Yields ``(is a co-visitation row, key, value stored)`` after each write, so that the
+    owner can pause between writes. Rows are cut to ``max_neighbours`` as published.
+    """
+    for item_id, (score, ref_ts) in merged.items():
+        entry = popularity_table[item_id] = popularity.encode_entry(score, ref_ts)
+        catalog.set_popularity(item_id, score, ref_ts)
+        yield False, item_id, entry
+    for row_id, row in rows.items():
+        entry = covisit_table[row_id] = covisit.published_bytes(row, max_neighbours)
+        catalog.set_covisits(row_id, entry)  # decoded if a ranking reads it, as replayed rows
+        yield True, row_id, entry

@@ -300,7 +300,7 @@ class _Stream:
         Returns the number of entries written.
         """
         from stream import covisit, popularity
-        from stream.statistics import decode_message, merge_message
+        from stream.statistics import decode_message, merge_message, write_window
         from stream.tables import apply_covisit_entry, apply_popularity_entry
 
         now, half_life = time.perf_counter, self.settings.popularity_half_life_s
@@ -323,17 +323,16 @@ class _Stream:
             )
         clock["merge"] += now() - started
         started = now()
-        written: list[tuple[bool, str, bytes]] = []
-        for item_id, (score, ref_ts) in merged.items():
-            entry = self.popularity_table[item_id] = popularity.encode_entry(score, ref_ts)
-            self.catalog.set_popularity(item_id, score, ref_ts)
-            written.append((False, item_id, entry))
-        for row_id, row in rows.items():
-            entry = self.covisit_table[row_id] = covisit.published_bytes(
-                row, self.covisit_params.max_neighbours
+        written = list(
+            write_window(
+                merged,
+                rows,
+                self.popularity_table,
+                self.covisit_table,
+                self.catalog,
+                self.covisit_params.max_neighbours,
             )
-            self.catalog.set_covisits(row_id, entry)
-            written.append((True, row_id, entry))
+        )
         clock["write"] += now() - started
         started = now()
         for is_row, key, entry in written:  # what every worker does with each changelog record
