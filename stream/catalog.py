@@ -139,12 +139,10 @@ class CatalogIndex:
         self._set_ts(row, ts)
         usable = vector is not None and model_id == self.model_id and vector.shape == (self.dim,)
         new = vector if usable else np.zeros(self.dim, dtype=np.float32)
-        if existing and not np.array_equal(self._vectors[row], new):
+        changed = existing and not np.array_equal(self._vectors[row], new)
+        if changed:
             self._similarity_rows.clear()  # a column of every cached row changes
-            if self._int8 is not None:
-                self._int8.changed(row)
-        self._vectors[row] = new
-        self._columns[:, row] = new
+        self._write_vector(row, new, changed)
         self._has_vector[row] = usable
 
     def touch(self, item_id: str, ts: float | None) -> None:
@@ -169,9 +167,14 @@ class CatalogIndex:
         row = self._row(item_id)
         self._deleted[row] = True
         self._has_vector[row] = False
-        self._vectors[row] = 0.0
-        self._columns[:, row] = 0.0
-        if self._int8 is not None:
+        self._write_vector(row, np.zeros(self.dim, dtype=np.float32), changed=True)
+
+    def _write_vector(self, row: int, vector: np.ndarray, changed: bool) -> None:
+        """Write a row's vector in both layouts; a ``changed`` one is multiplied exactly by
+        the int8 products until they pack the catalog again."""
+        self._vectors[row] = vector
+        self._columns[:, row] = vector
+        if changed and self._int8 is not None:
             self._int8.changed(row)
 
     def set_popularity(self, item_id: str, score: float, ref_ts: float) -> None:

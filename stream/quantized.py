@@ -46,7 +46,7 @@ class Int8Catalog:
     @property
     def packed_rows(self) -> int:
         """How many catalog rows the packed matrix holds (0 before the first product)."""
-        return self._rows if self._packed is not None else 0
+        return self._rows
 
     def changed(self, row: int) -> None:
         """Note that the vector of ``row`` changed (or was cleared)."""
