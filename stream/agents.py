@@ -269,9 +269,6 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
             # the batch is "now" for every user in it.
             now = max((p.last_event_ts for _, p, _, _ in profiles), default=0.0)
             ranked_lists = rank_catalog_batch(user_views, index.view(), [now] * len(profiles), ctx.ranking)
-            statistics = item_statistics_by_partition(ctx, increments)
-            for partition, message in statistics.items():
-                await topics.item_interactions.send(value=message, partition=partition)
             for (user_id, profile, records, user_events), ranked in zip(profiles, ranked_lists, strict=True):
                 await _send_list(
                     ctx,
@@ -283,6 +280,11 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
                     message_ts=[e.message.timestamp for e in user_events],
                     profile=profile,
                 )
+            # After the lists: the owners merge these over a window anyway, while a list
+            # sent behind them waited for their sends, and what the event loop ran meanwhile.
+            statistics = item_statistics_by_partition(ctx, increments)
+            for partition, message in statistics.items():
+                await topics.item_interactions.send(value=message, partition=partition)
             metrics.batch_size.labels("update_user_interest").observe(len(events))
             metrics.batch_processing.labels("update_user_interest").observe(time.perf_counter() - started)
 
