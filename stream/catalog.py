@@ -15,6 +15,7 @@ new one, swapped in one assignment. One ranking reads one index, so it never mix
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
@@ -406,11 +407,14 @@ class ModelCatalog:
         similarity_precision: SimilarityPrecision = "float32",
     ) -> None:
         self._covisits: dict[str, CovisitRow | bytes] = {}
-        self._similarity_cache_bytes = similarity_cache_bytes
-        self._similarity_precision: SimilarityPrecision = similarity_precision
-        self.target = CatalogIndex(
-            model_id, dim, self._covisits, similarity_cache_bytes, similarity_precision
+        # Every index (the target's and other models') shares the statistics and the settings.
+        self._new_index = functools.partial(
+            CatalogIndex,
+            covisits=self._covisits,
+            similarity_cache_bytes=similarity_cache_bytes,
+            similarity_precision=similarity_precision,
         )
+        self.target = self._new_index(model_id, dim)
         self._others: dict[str, CatalogIndex] = {}
         self._active: CatalogIndex | None = None
         self._live: set[str] = set()
@@ -466,13 +470,7 @@ class ModelCatalog:
         self.target.upsert(item_id, vector, model_id, ts)
         keeps_others = self._active is not self.target  # undecided, or still on an old model
         if keeps_others and vector is not None and model_id not in (self.target.model_id, *self._others):
-            self._others[model_id] = CatalogIndex(
-                model_id,
-                int(vector.shape[0]),
-                self._covisits,
-                self._similarity_cache_bytes,
-                self._similarity_precision,
-            )
+            self._others[model_id] = self._new_index(model_id, int(vector.shape[0]))
         for other_id, index in self._others.items():
             if other_id == model_id:
                 index.upsert(item_id, vector, model_id, ts)

@@ -76,9 +76,5 @@ def test_an_int8_index_tracks_writes_like_the_float_index() -> None:
 
 
 def test_an_empty_catalog_gives_empty_rows() -> None:
-    assert Int8Catalog().product(
-        unit_rows(2, 8, 0), np.zeros((0, 8), np.float32), np.zeros((8, 0), np.float32)
-    ).shape == (
-        2,
-        0,
-    )
+    empty_rows, empty_columns = np.zeros((0, 8), np.float32), np.zeros((8, 0), np.float32)
+    assert Int8Catalog().product(unit_rows(2, 8, 0), empty_rows, empty_columns).shape == (2, 0)
