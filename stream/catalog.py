@@ -24,28 +24,13 @@ import numpy as np
 
 from stream.covisit import CovisitRow, row_arrays, row_size
 from stream.profiles import UserProfile
-from stream.quantized import Int8Catalog, int8_supported
 from stream.ranking import CatalogView, UserView, interest_direction, time_groups
+from stream.similarity import Int8Catalog, int8_supported, similarity_product
 
 _INITIAL_CAPACITY = 1024
 DEFAULT_SIMILARITY_CACHE_BYTES = 64 << 20
-# Up to this many query rows, one matrix-vector product per row: a matrix product first
-# packs the whole catalog matrix into the BLAS library's panel layout, which for two or
-# three rows costs more than the products themselves (OpenBLAS, a 9,742 x 384 catalog:
-# 1.9 ms for two rows at once, 0.6 ms as two matrix-vector products).
-_FEW_ROWS = 3
 
 SimilarityPrecision = Literal["float32", "int8"]
-
-
-def similarity_product(queries: np.ndarray, columns: np.ndarray) -> np.ndarray:
-    """``queries @ columns``: (k, dim) unit rows against the (dim, n) catalog columns."""
-    if len(queries) <= _FEW_ROWS:
-        out = np.empty((len(queries), columns.shape[1]), dtype=np.result_type(queries, columns))
-        for i, query in enumerate(queries):
-            np.matmul(query, columns, out=out[i])
-        return out
-    return queries @ columns
 
 
 class CatalogIndex:
@@ -64,7 +49,7 @@ class CatalogIndex:
     ) -> None:
         self.model_id = model_id
         self.dim = dim
-        # The catalog in int8 for the batch products of similarity rows (see stream.quantized).
+        # The catalog in int8 for the batch products of similarity rows (see stream.similarity).
         self._int8 = Int8Catalog() if similarity_precision == "int8" and int8_supported() else None
         # Cosine of a recent item to every catalog row, kept across users and batches: the
         # same popular items recur in many histories, and each row costs a pass over the
@@ -269,7 +254,7 @@ class CatalogIndex:
             if self._int8 is None:
                 block = similarity_product(stacked, self._columns[:, :n])
             else:
-                block = self._int8.product(stacked, self._vectors[:n], self._columns[:, :n])
+                block = self._int8.product(stacked, self._vectors[:n])
             answers = block[: len(queries)]
             for item_id, row in zip(new, block[len(queries) :], strict=True):
                 fresh[item_id] = cache[item_id] = row.copy()  # not a view holding the block

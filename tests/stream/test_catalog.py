@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from stream import popularity
-from stream.catalog import CatalogIndex, ModelCatalog, similarity_product
+from stream.catalog import CatalogIndex, ModelCatalog
 from stream.covisit import CovisitRow
 from stream.profiles import ProfileParams, UserProfile, apply_event, encode_vector
 from stream.ranking import RankingConfig, rank_catalog_batch
@@ -253,14 +253,3 @@ def test_statistics_table_values_of_every_stored_form_reach_the_catalog() -> Non
     assert catalog.active.covisits_of("b")[0].tolist() == [0]
     apply_covisit_entry(catalog, "b", None)
     assert catalog.active.covisits_of("b") is None
-
-
-def test_similarity_product_of_few_rows_equals_the_matrix_product() -> None:
-    """Up to a few query rows are multiplied one by one; the result is the same product."""
-    rng = np.random.default_rng(3)
-    columns = rng.standard_normal((16, 50), dtype=np.float32)[:, :37]  # a strided slice, as the index's
-    for k in (1, 2, 3, 4, 6):
-        queries = rng.standard_normal((k, 16), dtype=np.float32)
-        got = similarity_product(queries, columns)
-        assert got.shape == (k, 37) and got.dtype == np.float32
-        np.testing.assert_allclose(got, queries @ columns, rtol=1e-5, atol=1e-5)
