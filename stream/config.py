@@ -64,10 +64,13 @@ class Settings(BaseSettings):
         description="Consumer group and prefix of internal topics (changelogs, repartition).",
     )
     topic_partitions: int = Field(
-        8,
+        4,
         gt=0,
         description="Partitions of every streamrank topic. events and rerank-requests must "
-        "be co-partitioned (same count, keyed by user_id); this is the unit of scale-out.",
+        "be co-partitioned (same count, keyed by user_id); this is the unit of scale-out, so "
+        "set it to the most workers you will run (the deployment files set 8). More than "
+        "that costs: every worker fetches every partition of the global tables' changelogs, "
+        "and each events batch sends one statistics message per owner partition.",
     )
     topic_replication: int = Field(1, gt=0, description="Replication factor of created topics.")
     create_topics: bool = Field(True, description="Create missing topics at start (admin rights needed).")
