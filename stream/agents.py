@@ -199,10 +199,7 @@ def item_statistics_by_partition(ctx: Pipeline, increments: ItemIncrements) -> d
     partition is the one Kafka's partitioner would give the item id, so every forwarder
     routes an item to the same single owner. Values are held at the batch's newest time.
     """
-    return {
-        partition: part.to_bytes()
-        for partition, part in increments.by_owner(ctx.settings.topic_partitions).items()
-    }
+    return increments.messages_by_owner(ctx.settings.topic_partitions)
 
 
 async def _send_list(

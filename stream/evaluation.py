@@ -175,8 +175,10 @@ class StreamState:
             self.index.set_popularity(item_id, *merged)
         if self.baseline_popularity_half_life_s is not None:
             self._apply_baseline(events)
-        for row_id, scores in increments.covisits.items():
-            row = covisit.merge_row(self._covisits.get(row_id), scores, increments.ts, self.covisit_params)
+        for row_id, neighbours, values in increments.pair_sums().row_slices():
+            row = covisit.merge_row_entries(
+                self._covisits.get(row_id), neighbours, values, increments.ts, self.covisit_params
+            )
             # As a worker: the row kept is the one written to the table, which the next
             # merge starts from.
             stored = covisit.published(row, self.covisit_params.max_neighbours)

@@ -64,9 +64,11 @@ def apply_user_events(
     vectors: list[np.ndarray] = []
     weights: list[float] = []
     times: list[float] = []
-    for ev in sorted(events, key=lambda e: e.ts):
-        if increments is not None:
-            increments.add_interaction(profile.history, ev.item_id, ev.ts, covisit_params)
+    ordered = sorted(events, key=lambda e: e.ts)
+    if increments is not None:  # paired with the history as each event finds it
+        interactions = [(ev.item_id, ev.ts) for ev in ordered]
+        increments.add_user_interactions(profile.history, interactions, covisit_params, params.history_size)
+    for ev in ordered:
         vector = lookup(ev.item_id)
         weight = event_weights[ev.type] * ev.weight
         record_event(profile, ev.item_id, ev.type, ev.ts, weight, vector is not None, params)

@@ -18,13 +18,22 @@ import math
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate, chain, repeat
+from itertools import accumulate, repeat
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from stream import covisit, popularity
-from stream.covisit import CovisitParams, CovisitRow, HistoryEntry, decode_scores, encode_scores
+from stream.covisit import (
+    CovisitParams,
+    CovisitRow,
+    HistoryEntry,
+    PairSums,
+    decode_scores,
+    encode_scores,
+    run_starts,
+    stable_order,
+)
 from stream.popularity import owner_partition
 from stream.records import InteractionEvent
 
@@ -45,13 +54,34 @@ _MESSAGE_START = len(_MESSAGE_MAGIC) + _MESSAGE_HEADER.size
 RowSlice = tuple[str, Sequence[str], Sequence[float], float]
 
 
-@dataclass(slots=True)
 class ItemIncrements:
-    """Popularity sums and co-visitation row sums of a batch, all held at ``ts``."""
+    """Popularity sums and co-visitation pair sums of a batch, all held at ``ts``.
 
-    ts: float
-    popularity: dict[str, float] = field(default_factory=dict)
-    covisits: dict[str, dict[str, float]] = field(default_factory=dict)
+    Users' interactions are recorded as they are applied (:meth:`add_user_interactions`)
+    and paired together, with array operations, when the sums are first read
+    (:meth:`pair_sums`).
+    """
+
+    __slots__ = ("_history_size", "_pairs", "_params", "_users", "popularity", "ts")
+
+    def __init__(
+        self,
+        ts: float,
+        popularity: dict[str, float] | None = None,
+        covisits: Mapping[str, Mapping[str, float]] | None = None,
+    ) -> None:
+        """Args:
+        ts: the time every sum is held at (a batch's newest event time).
+        popularity: popularity sums by item.
+        covisits: co-visitation sums given as ``{row: {neighbour: value}}``, instead of
+            interactions to pair.
+        """
+        self.ts = ts
+        self.popularity: dict[str, float] = {} if popularity is None else popularity
+        self._users: list[covisit.UserInteractions] = []
+        self._params: CovisitParams | None = None
+        self._history_size: int | None = None
+        self._pairs: PairSums | None = None if covisits is None else PairSums.of_rows(covisits)
 
     @classmethod
     def of_batch(
@@ -63,7 +93,7 @@ class ItemIncrements:
         """A batch's popularity sums, held at its newest event time (0 without events).
 
         Co-visitation pairs are added as each user's events are applied
-        (:meth:`add_interaction`, called by ``interactions.apply_user_events``).
+        (:meth:`add_user_interactions`, called by ``interactions.apply_user_events``).
         """
         increments = cls(ts=max((ev.ts for ev in events), default=0.0))
         increments.add_events(events, event_weights, popularity_half_life_s)
@@ -78,99 +108,165 @@ class ItemIncrements:
             value = event_weights[ev.type] * ev.weight * math.exp2((ev.ts - ref) / half_life_s)
             scores[ev.item_id] = scores.get(ev.item_id, 0.0) + value
 
+    def add_user_interactions(
+        self,
+        history: Sequence[HistoryEntry],
+        interactions: Sequence[tuple[str, float]],
+        params: CovisitParams,
+        history_size: int | None = None,
+    ) -> None:
+        """Add the co-visitation pairs of a user's interactions, ``(item_id, ts)`` in time
+        order, applied one after another after ``history`` (kept to its last
+        ``history_size`` entries as they are; None: unbounded).
+
+        The pairs are those of ``covisit.pair_increments`` for each interaction and the
+        history just before it, each weighted by ``2^((pair time - self.ts) /
+        half-life)``: see ``covisit.form_pairs``, which forms the batch's pairs together.
+        """
+        if self._users and (params, history_size) != (self._params, self._history_size):
+            raise ValueError("a batch's interactions are paired with one set of parameters")
+        if self._pairs is not None and not self._users:
+            raise ValueError("these increments were given as sums")
+        self._params, self._history_size = params, history_size
+        self._users.append((list(history), list(interactions)))
+        self._pairs = None
+
     def add_interaction(
         self, history: Sequence[HistoryEntry], item_id: str, ts: float, params: CovisitParams
     ) -> None:
-        """Add the co-visitation pairs of an interaction at ``ts`` to their rows, decayed to
-        the batch's time (``self.ts``).
+        """Add the co-visitation pairs of one interaction at ``ts`` after ``history``."""
+        self.add_user_interactions(history, [(item_id, ts)], params)
 
-        The pairs are those of ``covisit.pair_increments(history, item_id, ts, params)``,
-        each weighted by ``2^((pair time - self.ts) / half-life)``, with the same arithmetic,
-        summed as they are formed: a busy batch forms tens of pairs per event, and a list
-        of them to sum afterwards cost as much again.
-        """
-        ref, rows, half_life = self.ts, self.covisits, params.half_life_s
-        backward = params.backward_weight
-        own = None  # row item_id, which gains its previous items (backward pairs)
-        at_event = math.exp2((ts - ref) / half_life)  # the factor of pairs held at ts: most
-        for prev_id, weight, pair_ts in covisit.paired_items(history, item_id, ts, params):
-            factor = at_event if pair_ts == ts else math.exp2((pair_ts - ref) / half_life)
-            row = rows.get(prev_id)
-            if row is None:
-                rows[prev_id] = {item_id: weight * factor}
+    def pair_sums(self) -> PairSums:
+        """The co-visitation sums of every interaction added so far, by (row, neighbour)."""
+        if self._pairs is None:
+            if self._params is None:
+                self._pairs = PairSums.of_rows({})
             else:
-                row[item_id] = row.get(item_id, 0.0) + weight * factor
-            if backward > 0.0:
-                if own is None:
-                    own = rows.setdefault(item_id, {})
-                own[prev_id] = own.get(prev_id, 0.0) + weight * backward * factor
+                self._pairs = covisit.form_pairs(self._users, self._params, self.ts, self._history_size)
+        return self._pairs
 
-    def by_owner(self, partitions: int) -> dict[int, ItemIncrements]:
-        """Split by the partition that owns each item (and each row), as Kafka's partitioner would."""
-        out: dict[int, ItemIncrements] = {}
-        owners: dict[str, int] = {}
+    @property
+    def covisits(self) -> dict[str, dict[str, float]]:
+        """The co-visitation sums as ``{row: {neighbour: value}}``, rows in the order formed."""
+        return self.pair_sums().to_rows()
 
-        def part(item_id: str) -> ItemIncrements:
-            owner = owners.get(item_id)
-            if owner is None:
-                owner = owners[item_id] = owner_partition(item_id, partitions)
-            found = out.get(owner)
-            if found is None:
-                found = out[owner] = ItemIncrements(self.ts)
-            return found
+    def messages_by_owner(self, partitions: int) -> dict[int, bytes]:
+        """The ``item-interactions`` message of each owner partition with increments.
 
+        Each item and each row goes to the partition Kafka's partitioner gives its id, so
+        every forwarder routes an item to the same single owner.
+        """
+        items_by_owner: dict[int, dict[str, float]] = {}
         for item_id, score in self.popularity.items():
-            part(item_id).popularity[item_id] = score
-        for row_id, row in self.covisits.items():
-            part(row_id).covisits[row_id] = row
-        return out
+            items_by_owner.setdefault(owner_partition(item_id, partitions), {})[item_id] = score
+        rows = _RowsPart.of_sums(self.pair_sums())
+        rows_by_owner = rows.by_owner([owner_partition(row_id, partitions) for row_id in rows.row_ids])
+        owners = dict.fromkeys([*items_by_owner, *rows_by_owner])
+        no_rows = _RowsPart()
+        return {
+            owner: _message_bytes(self.ts, items_by_owner.get(owner, {}), rows_by_owner.get(owner, no_rows))
+            for owner in owners
+        }
 
     def to_bytes(self) -> bytes:
-        """The ``item-interactions`` message value (see ``_MESSAGE_MAGIC``)."""
-        rows = self.covisits
-        items, row_ids = list(self.popularity), list(rows)
-        neighbours = list(chain.from_iterable(rows.values()))
-        joined = [covisit.join_ids(ids) for ids in (items, row_ids, neighbours)]
-        if any(ids is None for ids in joined):  # an id contains NUL
-            return json.dumps(self.to_message(), separators=(",", ":")).encode("utf-8")
-        items_ids, row_ids_joined, neighbour_ids = joined
-        header = _MESSAGE_HEADER.pack(
-            self.ts,
-            len(items),
-            len(items_ids),
-            len(row_ids),
-            len(row_ids_joined),
-            len(neighbours),
-            len(neighbour_ids),
-        )
-        weights = chain.from_iterable(row.values() for row in rows.values())
-        return b"".join(
-            (
-                _MESSAGE_MAGIC,
-                header,
-                items_ids,
-                row_ids_joined,
-                neighbour_ids,
-                np.fromiter(self.popularity.values(), dtype="<f8", count=len(items)).tobytes(),
-                np.fromiter(map(len, rows.values()), dtype="<u4", count=len(row_ids)).tobytes(),
-                np.fromiter(weights, dtype="<f8", count=len(neighbours)).tobytes(),
-            )
-        )
+        """The ``item-interactions`` message value of every increment (see ``_MESSAGE_MAGIC``)."""
+        return _message_bytes(self.ts, self.popularity, _RowsPart.of_sums(self.pair_sums()))
 
     def to_message(self) -> dict[str, Any]:
         """The ``item-interactions`` message as JSON (ids as lists, floats as base64
         float64), the form of earlier versions: sent when an id contains NUL."""
-        rows = self.covisits
-        n_neighbours = sum(len(row) for row in rows.values())
-        return {
-            "ts": self.ts,
-            "items": list(self.popularity),
-            "scores": encode_scores(self.popularity.values(), len(self.popularity)),
-            "rows": list(rows),
-            "sizes": [len(row) for row in rows.values()],
-            "neighbours": [n for row in rows.values() for n in row],
-            "weights": encode_scores((w for row in rows.values() for w in row.values()), n_neighbours),
-        }
+        return _json_message(self.ts, self.popularity, _RowsPart.of_sums(self.pair_sums()))
+
+
+@dataclass(frozen=True, slots=True)
+class _RowsPart:
+    """Co-visitation rows as a message carries them: row ``row_ids[k]`` holds the next
+    ``sizes[k]`` entries of ``neighbour_ids`` and ``values``."""
+
+    row_ids: list[str] = field(default_factory=list)
+    sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    neighbour_ids: list[str] = field(default_factory=list)
+    values: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+
+    @classmethod
+    def of_sums(cls, sums: PairSums) -> _RowsPart:
+        starts = run_starts(sums.rows)
+        names = sums.names
+        return cls(
+            [names[r] for r in sums.rows[starts].tolist()],
+            np.diff(np.asarray([*starts, len(sums.rows)], dtype=np.int64)),
+            np.asarray(names, dtype=object)[sums.neighbours].tolist() if len(sums.rows) else [],
+            sums.values,
+        )
+
+    def by_owner(self, row_owners: list[int]) -> dict[int, _RowsPart]:
+        """Split by each row's owner (``row_owners``, aligned with the rows), in order."""
+        if len(set(row_owners)) <= 1:
+            return {row_owners[0]: self} if row_owners else {}
+        owners = np.asarray(row_owners, dtype=np.int64)
+        entry_owners = np.repeat(owners, self.sizes)
+        row_order, entry_order = stable_order(owners), stable_order(entry_owners)
+        # Where each owner's rows and entries end, once grouped by owner.
+        present = np.unique(owners).tolist()
+        row_ends = np.cumsum(np.bincount(owners)[present]).tolist()
+        entry_ends = np.cumsum(np.bincount(entry_owners, minlength=max(present) + 1)[present]).tolist()
+        row_ids = [self.row_ids[k] for k in row_order.tolist()]
+        neighbour_ids = [self.neighbour_ids[k] for k in entry_order.tolist()]
+        sizes, values = self.sizes[row_order], self.values[entry_order]
+        parts: dict[int, _RowsPart] = {}
+        row_start = entry_start = 0
+        for owner, row_end, entry_end in zip(present, row_ends, entry_ends, strict=True):
+            parts[owner] = _RowsPart(
+                row_ids[row_start:row_end],
+                sizes[row_start:row_end],
+                neighbour_ids[entry_start:entry_end],
+                values[entry_start:entry_end],
+            )
+            row_start, entry_start = row_end, entry_end
+        return parts
+
+
+def _message_bytes(ts: float, popularity: Mapping[str, float], rows: _RowsPart) -> bytes:
+    """The binary message of ``popularity`` and ``rows``, or its JSON when an id has NUL."""
+    items = list(popularity)
+    joined = [covisit.join_ids(ids) for ids in (items, rows.row_ids, rows.neighbour_ids)]
+    if any(ids is None for ids in joined):  # an id contains NUL
+        return json.dumps(_json_message(ts, popularity, rows), separators=(",", ":")).encode("utf-8")
+    items_ids, row_ids, neighbour_ids = joined
+    header = _MESSAGE_HEADER.pack(
+        ts,
+        len(items),
+        len(items_ids),
+        len(rows.row_ids),
+        len(row_ids),
+        len(rows.neighbour_ids),
+        len(neighbour_ids),
+    )
+    return b"".join(
+        (
+            _MESSAGE_MAGIC,
+            header,
+            items_ids,
+            row_ids,
+            neighbour_ids,
+            np.fromiter(popularity.values(), dtype="<f8", count=len(items)).tobytes(),
+            rows.sizes.astype("<u4").tobytes(),
+            rows.values.astype("<f8").tobytes(),
+        )
+    )
+
+
+def _json_message(ts: float, popularity: Mapping[str, float], rows: _RowsPart) -> dict[str, Any]:
+    return {
+        "ts": ts,
+        "items": list(popularity),
+        "scores": encode_scores(popularity.values(), len(popularity)),
+        "rows": rows.row_ids,
+        "sizes": rows.sizes.tolist(),
+        "neighbours": rows.neighbour_ids,
+        "weights": encode_scores(rows.values.tolist(), len(rows.values)),
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -245,7 +245,7 @@ class _Stream:
         ranked = rank_catalog_batch(views, self.index.view(), [at] * len(profiles), self.ranking)
         clock["ranking"] += now() - started
         started = now()
-        messages = [part.to_bytes() for part in increments.by_owner(settings.topic_partitions).values()]
+        messages = list(increments.messages_by_owner(settings.topic_partitions).values())
         clock["statistics messages"] += now() - started
         started = now()
         for (user_id, profile, events), items in zip(profiles, ranked, strict=True):

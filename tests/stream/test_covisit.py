@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import struct
 
 import numpy as np
@@ -14,6 +15,8 @@ from stream.covisit import (
     REBASE_EXPONENT,
     CovisitParams,
     CovisitRow,
+    UserInteractions,
+    form_pairs,
     is_row_bytes,
     merge_row,
     merge_row_entries,
@@ -52,6 +55,75 @@ def test_pairs_skip_the_item_itself_and_events_outside_the_time_window() -> None
 
 def test_first_interaction_forms_no_pairs() -> None:
     assert pair_increments([], "a", 0.0, CovisitParams()) == []
+
+
+def _pairs_one_by_one(
+    users: list[UserInteractions], params: CovisitParams, ref_ts: float, history_size: int | None
+) -> dict[str, dict[str, float]]:
+    """The definition: each interaction's pair_increments with the history just before
+    it, decayed to ``ref_ts`` and summed in order."""
+    rows: dict[str, dict[str, float]] = {}
+    for history, interactions in users:
+        before = list(history) if history_size is None else list(history)[-history_size:]
+        for item, ts in interactions:
+            for row_id, neighbour, weight, pair_ts in pair_increments(before, item, ts, params):
+                row = rows.setdefault(row_id, {})
+                row[neighbour] = row.get(neighbour, 0.0) + weight * math.exp2(
+                    (pair_ts - ref_ts) / params.half_life_s
+                )
+            before.append((item, ts, 1.0))
+            if history_size is not None:
+                del before[:-history_size]
+    return rows
+
+
+def _random_batch(rng: random.Random) -> list[UserInteractions]:
+    """Users with histories and interactions: repeated items, gaps beyond a day, entries
+    later than the batch's, histories shorter and longer than the window."""
+    catalog = [f"i{k}" for k in range(rng.choice([3, 8, 40]))]
+    users: list[UserInteractions] = []
+    for _ in range(rng.randint(1, 5)):
+        ts = rng.uniform(0, 10 * DAY)
+        history = []
+        for _ in range(rng.randint(0, 15)):
+            ts += rng.choice([60.0, 3600.0, 2 * DAY])
+            history.append((rng.choice(catalog), ts + rng.choice([0.0, 0.0, 0.0, 3 * DAY]), 1.0))
+        interactions = []
+        for _ in range(rng.randint(1, 12)):
+            ts += rng.choice([0.0, 60.0, 3600.0, 2 * DAY])
+            interactions.append((rng.choice(catalog), ts))
+        users.append((history, interactions))
+    return users
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_batch_pairs_are_the_pairs_formed_one_by_one(seed: int) -> None:
+    """form_pairs (arrays, with the one-by-one path for repeats and gaps) gives the same
+    floats, rows and neighbours in the same order as the definition."""
+    rng = random.Random(seed)
+    for _ in range(10):
+        params = CovisitParams(
+            window=rng.choice([1, 2, 5, 20]),
+            window_s=DAY,
+            backward_weight=rng.choice([0.0, 0.5, 1.0]),
+            half_life_s=rng.choice([DAY, 30 * DAY]),
+        )
+        history_size = rng.choice([None, 1, 3, 200])
+        users = _random_batch(rng)
+        ref_ts = max(ts for _, interactions in users for _, ts in interactions)
+        expected = _pairs_one_by_one(users, params, ref_ts, history_size)
+        got = form_pairs(users, params, ref_ts, history_size).to_rows()
+        assert got == expected
+        assert [(row, list(scores)) for row, scores in got.items()] == [
+            (row, list(scores)) for row, scores in expected.items()
+        ]
+
+
+def test_batch_pairs_of_distinct_items_pair_each_with_the_window_before_it() -> None:
+    history = [("a", 0.0, 1.0), ("b", 1.0, 1.0), ("c", 2.0, 1.0)]
+    params = CovisitParams(window=2, window_s=DAY, backward_weight=0.0, half_life_s=DAY)
+    sums = form_pairs([(history, [("d", 3.0), ("e", 3.0)])], params, ref_ts=3.0)
+    assert sums.to_rows() == {"c": {"d": 1.0, "e": 0.5}, "b": {"d": 0.5}, "d": {"e": 1.0}}
 
 
 def _value_now(row: CovisitRow, neighbour: str, now: float, h: float) -> float:

@@ -70,8 +70,17 @@ def test_pair_sums_equal_each_pair_decayed_to_the_batch_time() -> None:
 def test_an_interaction_without_earlier_items_forms_no_row() -> None:
     inc = ItemIncrements(ts=1.0)
     inc.add_interaction([], "a", 1.0, CovisitParams())
-    inc.add_interaction([("a", 1.0, 1.0)], "b", 1.0, CovisitParams(backward_weight=0.0))
-    assert inc.covisits == {"a": {"b": 1.0}}
+    assert inc.covisits == {}
+    forward_only = ItemIncrements(ts=1.0)
+    forward_only.add_interaction([("a", 1.0, 1.0)], "b", 1.0, CovisitParams(backward_weight=0.0))
+    assert forward_only.covisits == {"a": {"b": 1.0}}
+
+
+def test_a_batch_pairs_with_one_set_of_parameters() -> None:
+    inc = ItemIncrements(ts=1.0)
+    inc.add_interaction([], "a", 1.0, CovisitParams())
+    with pytest.raises(ValueError, match="one set of parameters"):
+        inc.add_interaction([("a", 1.0, 1.0)], "b", 1.0, CovisitParams(backward_weight=0.0))
 
 
 def test_rows_merged_from_increments_equal_rows_merged_pair_by_pair() -> None:
@@ -98,26 +107,32 @@ def test_rows_merged_from_increments_equal_rows_merged_pair_by_pair() -> None:
 
 
 def test_each_item_and_row_goes_to_its_owner_partition() -> None:
-    inc = ItemIncrements(ts=1.0, popularity={f"i{k}": float(k) for k in range(40)})
-    inc.covisits = {f"i{k}": {"x": 1.0} for k in range(0, 40, 3)}
-    parts = inc.by_owner(8)
-    assert len(parts) > 1
-    for partition, part in parts.items():
-        assert part.ts == 1.0
-        for item_id in [*part.popularity, *part.covisits]:
+    inc = ItemIncrements(
+        ts=1.0,
+        popularity={f"i{k}": float(k) for k in range(40)},
+        covisits={f"i{k}": {"x": 1.0} for k in range(0, 40, 3)},
+    )
+    messages = inc.messages_by_owner(8)
+    assert len(messages) > 1
+    for partition, raw in messages.items():
+        message = decode_message(raw)
+        assert message.ts == 1.0
+        for item_id in [*message.items, *message.rows]:
             assert popularity.owner_partition(item_id, 8) == partition
-    assert sum(len(p.popularity) for p in parts.values()) == 40
-    assert sum(len(p.covisits) for p in parts.values()) == 14
+    assert sum(len(decode_message(raw).items) for raw in messages.values()) == 40
+    assert sum(len(decode_message(raw).rows) for raw in messages.values()) == 14
 
 
 def _increments() -> ItemIncrements:
-    inc = ItemIncrements(ts=7.5, popularity={"a": 1.25, "b": 1e-300, "é": 2.0})
-    inc.covisits = {"a": {"b": 0.1, "c": 3.0}, "d": {}, "b": {"a": 2.0, "é": 0.5}}
-    return inc
+    return ItemIncrements(
+        ts=7.5,
+        popularity={"a": 1.25, "b": 1e-300, "é": 2.0},
+        covisits={"a": {"b": 0.1, "c": 3.0}, "b": {"a": 2.0, "é": 0.5}},
+    )
 
 
 EXPECTED_POPULARITY = [("a", 1.25, 7.5), ("b", 1e-300, 7.5), ("é", 2.0, 7.5)]
-EXPECTED_ROWS = [("a", {"b": 0.1, "c": 3.0}, 7.5), ("d", {}, 7.5), ("b", {"a": 2.0, "é": 0.5}, 7.5)]
+EXPECTED_ROWS = [("a", {"b": 0.1, "c": 3.0}, 7.5), ("b", {"a": 2.0, "é": 0.5}, 7.5)]
 
 
 def test_binary_wire_form_round_trips_exactly() -> None:
