@@ -226,6 +226,10 @@ def pair_increments(
     return out
 
 
+# Batches of at most this many interactions are paired one by one: below it, the fixed
+# cost of the array operations (about 0.2 ms) is more than pairing them takes.
+_FEW_INTERACTIONS = 8
+
 # A user's earlier interactions, and the user's interactions of a batch as (item_id, ts)
 # in time order, applied one after another.
 UserInteractions = tuple[Sequence[HistoryEntry], Sequence[tuple[str, float]]]
@@ -303,7 +307,8 @@ def form_pairs(
     and a dict update per pair cost a tenth of the events agent's time. An interaction
     whose ``window`` previous entries are distinct, differ from its item and lie within
     ``window_s`` pairs with exactly those. The others (a repeated item or a gap in the
-    window, a history bound below ``window``) go through :func:`paired_items`.
+    window, a history bound below ``window``) go through :func:`paired_items`, as do all
+    the interactions of a batch of at most ``_FEW_INTERACTIONS``.
     """
     window = params.window
     number: dict[str, int] = {}
@@ -327,6 +332,9 @@ def form_pairs(
         users_of_entries.extend([user] * (len(entries) - first))
     if not positions:
         return PairSums(list(number), *_no_pairs())
+    if len(positions) <= _FEW_INTERACTIONS:
+        _, rows, neighbours, values = _pairs_one_by_one(users, origins, number, params, ref_ts, history_size)
+        return _summed_few(list(number), rows, neighbours, values)
 
     items = np.asarray(entries, dtype=np.int64)
     at = np.asarray(times, dtype=np.float64)
@@ -374,38 +382,80 @@ def form_pairs(
 
     one_by_one = np.flatnonzero(~by_array).tolist()
     if one_by_one:
-        formed_by: list[int] = []
-        formed_rows: list[int] = []
-        formed_neighbours: list[int] = []
-        formed_values: list[float] = []
-        backward = params.backward_weight
-        for e in one_by_one:
-            user, k = origins[e]
-            history, interactions = users[user]
-            before = [*history, *((i, t, 0.0) for i, t in interactions[:k])]
-            if history_size is not None:
-                before = before[-history_size:]
-            item_id, ts = interactions[k]
-            this = number[item_id]
-            at_event = math.exp2((ts - ref_ts) / half_life)
-            for prev_id, w, pair_ts in paired_items(before, item_id, ts, params):
-                f = at_event if pair_ts == ts else math.exp2((pair_ts - ref_ts) / half_life)
-                prev = number.setdefault(prev_id, len(number))
-                formed_by.append(e)
-                formed_rows.append(prev)
-                formed_neighbours.append(this)
-                formed_values.append(w * f)
-                if backward > 0.0:
-                    formed_by.append(e)
-                    formed_rows.append(this)
-                    formed_neighbours.append(prev)
-                    formed_values.append(w * backward * f)
+        formed_by, formed_rows, formed_neighbours, formed_values = _pairs_one_by_one(
+            users, [origins[e] for e in one_by_one], number, params, ref_ts, history_size
+        )
         if formed_by:
-            order = stable_order(np.concatenate([np.repeat(which, sides), formed_by]))
+            interaction = np.asarray(one_by_one, dtype=np.int64)[formed_by]
+            order = stable_order(np.concatenate([np.repeat(which, sides), interaction]))
             rows = np.concatenate([rows, formed_rows])[order]
             neighbours = np.concatenate([neighbours, formed_neighbours])[order]
             values = np.concatenate([values, formed_values])[order]
     return _summed(list(number), rows, neighbours, values)
+
+
+def _pairs_one_by_one(
+    users: Sequence[UserInteractions],
+    origins: Sequence[tuple[int, int]],
+    number: dict[str, int],
+    params: CovisitParams,
+    ref_ts: float,
+    history_size: int | None,
+) -> tuple[list[int], list[int], list[int], list[float]]:
+    """The pairs of the interactions ``origins`` ((user, index among theirs)), formed one
+    by one with :func:`paired_items`: for each pair, the index into ``origins`` it was
+    formed for, its row and neighbour (numbers, ``number`` extended), and its value."""
+    formed_by: list[int] = []
+    rows: list[int] = []
+    neighbours: list[int] = []
+    values: list[float] = []
+    backward, half_life = params.backward_weight, params.half_life_s
+    before: list[HistoryEntry] = []
+    last: tuple[int, int] | None = None
+    for position, (user, k) in enumerate(origins):
+        history, interactions = users[user]
+        if last == (user, k - 1):  # the next interaction of the same user: extend
+            before.append((*interactions[k - 1], 0.0))
+        else:
+            before = [*history, *((i, t, 0.0) for i, t in interactions[:k])]
+        if history_size is not None and len(before) > history_size:
+            del before[: len(before) - history_size]
+        last = (user, k)
+        item_id, ts = interactions[k]
+        this = number[item_id]
+        at_event = math.exp2((ts - ref_ts) / half_life)
+        for prev_id, w, pair_ts in paired_items(before, item_id, ts, params):
+            f = at_event if pair_ts == ts else math.exp2((pair_ts - ref_ts) / half_life)
+            prev = number.setdefault(prev_id, len(number))
+            formed_by.append(position)
+            rows.append(prev)
+            neighbours.append(this)
+            values.append(w * f)
+            if backward > 0.0:
+                formed_by.append(position)
+                rows.append(this)
+                neighbours.append(prev)
+                values.append(w * backward * f)
+    return formed_by, rows, neighbours, values
+
+
+def _summed_few(names: list[str], rows: list[int], neighbours: list[int], values: list[float]) -> PairSums:
+    """:func:`_summed` of a few pairs, with dicts: the same floats and order, without the
+    fixed cost of a dozen array operations."""
+    sums: dict[int, dict[int, float]] = {}
+    for row_number, neighbour, value in zip(rows, neighbours, values, strict=True):
+        row = sums.get(row_number)
+        if row is None:
+            sums[row_number] = {neighbour: value}
+        else:
+            row[neighbour] = row.get(neighbour, 0.0) + value
+    count = sum(map(len, sums.values()))
+    return PairSums(
+        names,
+        np.fromiter((r for r, row in sums.items() for _ in row), dtype=np.int64, count=count),
+        np.fromiter((n for row in sums.values() for n in row), dtype=np.int64, count=count),
+        np.fromiter((v for row in sums.values() for v in row.values()), dtype=np.float64, count=count),
+    )
 
 
 def _no_pairs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -161,7 +161,7 @@ class ItemIncrements:
         for item_id, score in self.popularity.items():
             items_by_owner.setdefault(owner_partition(item_id, partitions), {})[item_id] = score
         rows = _RowsPart.of_sums(self.pair_sums())
-        rows_by_owner = rows.by_owner([owner_partition(row_id, partitions) for row_id in rows.row_ids])
+        rows_by_owner = rows.by_owner([owner_partition(row_id, partitions) for row_id in rows.row_ids()])
         owners = dict.fromkeys([*items_by_owner, *rows_by_owner])
         no_rows = _RowsPart()
         return {
@@ -181,24 +181,32 @@ class ItemIncrements:
 
 @dataclass(frozen=True, slots=True)
 class _RowsPart:
-    """Co-visitation rows as a message carries them: row ``row_ids[k]`` holds the next
-    ``sizes[k]`` entries of ``neighbour_ids`` and ``values``."""
+    """Co-visitation rows as a message carries them: row ``names[rows[k]]`` holds the next
+    ``sizes[k]`` entries of ``neighbours`` (numbers into ``names``) and ``values``.
 
-    row_ids: list[str] = field(default_factory=list)
+    Ids stay numbers until a message is formed: reordering numbers costs a fraction of
+    reordering strings.
+    """
+
+    names: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
+    rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    neighbour_ids: list[str] = field(default_factory=list)
+    neighbours: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     values: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
 
     @classmethod
     def of_sums(cls, sums: PairSums) -> _RowsPart:
         starts = run_starts(sums.rows)
-        names = sums.names
-        return cls(
-            [names[r] for r in sums.rows[starts].tolist()],
-            np.diff(np.asarray([*starts, len(sums.rows)], dtype=np.int64)),
-            np.asarray(names, dtype=object)[sums.neighbours].tolist() if len(sums.rows) else [],
-            sums.values,
-        )
+        names = np.empty(len(sums.names), dtype=object)
+        names[:] = sums.names
+        sizes = np.diff(np.asarray([*starts, len(sums.rows)], dtype=np.int64))
+        return cls(names, sums.rows[starts], sizes, sums.neighbours, sums.values)
+
+    def row_ids(self) -> list[str]:
+        return self.names[self.rows].tolist()
+
+    def neighbour_ids(self) -> list[str]:
+        return self.names[self.neighbours].tolist()
 
     def by_owner(self, row_owners: list[int]) -> dict[int, _RowsPart]:
         """Split by each row's owner (``row_owners``, aligned with the rows), in order."""
@@ -207,20 +215,20 @@ class _RowsPart:
         owners = np.asarray(row_owners, dtype=np.int64)
         entry_owners = np.repeat(owners, self.sizes)
         row_order, entry_order = stable_order(owners), stable_order(entry_owners)
+        rows, sizes = self.rows[row_order], self.sizes[row_order]
+        neighbours, values = self.neighbours[entry_order], self.values[entry_order]
         # Where each owner's rows and entries end, once grouped by owner.
         present = np.unique(owners).tolist()
         row_ends = np.cumsum(np.bincount(owners)[present]).tolist()
         entry_ends = np.cumsum(np.bincount(entry_owners, minlength=max(present) + 1)[present]).tolist()
-        row_ids = [self.row_ids[k] for k in row_order.tolist()]
-        neighbour_ids = [self.neighbour_ids[k] for k in entry_order.tolist()]
-        sizes, values = self.sizes[row_order], self.values[entry_order]
         parts: dict[int, _RowsPart] = {}
         row_start = entry_start = 0
         for owner, row_end, entry_end in zip(present, row_ends, entry_ends, strict=True):
             parts[owner] = _RowsPart(
-                row_ids[row_start:row_end],
+                self.names,
+                rows[row_start:row_end],
                 sizes[row_start:row_end],
-                neighbour_ids[entry_start:entry_end],
+                neighbours[entry_start:entry_end],
                 values[entry_start:entry_end],
             )
             row_start, entry_start = row_end, entry_end
@@ -229,27 +237,27 @@ class _RowsPart:
 
 def _message_bytes(ts: float, popularity: Mapping[str, float], rows: _RowsPart) -> bytes:
     """The binary message of ``popularity`` and ``rows``, or its JSON when an id has NUL."""
-    items = list(popularity)
-    joined = [covisit.join_ids(ids) for ids in (items, rows.row_ids, rows.neighbour_ids)]
+    items, row_ids, neighbour_ids = list(popularity), rows.row_ids(), rows.neighbour_ids()
+    joined = [covisit.join_ids(ids) for ids in (items, row_ids, neighbour_ids)]
     if any(ids is None for ids in joined):  # an id contains NUL
         return json.dumps(_json_message(ts, popularity, rows), separators=(",", ":")).encode("utf-8")
-    items_ids, row_ids, neighbour_ids = joined
+    items_joined, rows_joined, neighbours_joined = joined
     header = _MESSAGE_HEADER.pack(
         ts,
         len(items),
-        len(items_ids),
-        len(rows.row_ids),
+        len(items_joined),
         len(row_ids),
-        len(rows.neighbour_ids),
+        len(rows_joined),
         len(neighbour_ids),
+        len(neighbours_joined),
     )
     return b"".join(
         (
             _MESSAGE_MAGIC,
             header,
-            items_ids,
-            row_ids,
-            neighbour_ids,
+            items_joined,
+            rows_joined,
+            neighbours_joined,
             np.fromiter(popularity.values(), dtype="<f8", count=len(items)).tobytes(),
             rows.sizes.astype("<u4").tobytes(),
             rows.values.astype("<f8").tobytes(),
@@ -262,9 +270,9 @@ def _json_message(ts: float, popularity: Mapping[str, float], rows: _RowsPart) -
         "ts": ts,
         "items": list(popularity),
         "scores": encode_scores(popularity.values(), len(popularity)),
-        "rows": rows.row_ids,
+        "rows": rows.row_ids(),
         "sizes": rows.sizes.tolist(),
-        "neighbours": rows.neighbour_ids,
+        "neighbours": rows.neighbour_ids(),
         "weights": encode_scores(rows.values.tolist(), len(rows.values)),
     }
 

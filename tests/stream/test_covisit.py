@@ -10,6 +10,7 @@ import struct
 import numpy as np
 import pytest
 
+from stream import covisit
 from stream.catalog import CatalogIndex
 from stream.covisit import (
     REBASE_EXPONENT,
@@ -96,10 +97,15 @@ def _random_batch(rng: random.Random) -> list[UserInteractions]:
     return users
 
 
+@pytest.mark.parametrize("few", [0, 10**9], ids=["arrays", "few"])
 @pytest.mark.parametrize("seed", range(40))
-def test_batch_pairs_are_the_pairs_formed_one_by_one(seed: int) -> None:
-    """form_pairs (arrays, with the one-by-one path for repeats and gaps) gives the same
-    floats, rows and neighbours in the same order as the definition."""
+def test_batch_pairs_are_the_pairs_formed_one_by_one(
+    seed: int, few: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """form_pairs gives the same floats, rows and neighbours in the same order as the
+    definition: with arrays (and the one-by-one path for repeats and gaps), and for a
+    batch of few interactions."""
+    monkeypatch.setattr(covisit, "_FEW_INTERACTIONS", few)
     rng = random.Random(seed)
     for _ in range(10):
         params = CovisitParams(
