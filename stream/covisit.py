@@ -264,10 +264,6 @@ class PairSums:
             np.asarray([v for _, _, v in triples], dtype=np.float64),
         )
 
-    def subset(self, keep: np.ndarray) -> PairSums:
-        """The entries where ``keep`` (a boolean mask) is true, in order."""
-        return PairSums(self.names, self.rows[keep], self.neighbours[keep], self.values[keep])
-
     def row_slices(self) -> Iterator[tuple[str, list[str], list[float]]]:
         """``(row, neighbours, values)`` of each row, in order."""
         names = self.names
@@ -305,10 +301,11 @@ def form_pairs(
 
     Pairs are formed with array operations: a busy batch forms tens of pairs per event,
     and a dict update per pair cost a tenth of the events agent's time. An interaction
-    whose ``window`` previous entries are distinct, differ from its item and lie within
-    ``window_s`` pairs with exactly those. The others (a repeated item or a gap in the
-    window, a history bound below ``window``) go through :func:`paired_items`, as do all
-    the interactions of a batch of at most ``_FEW_INTERACTIONS``.
+    whose previous entries, up to ``window`` of them and up to the first more than
+    ``window_s`` away, are distinct and differ from its item pairs with exactly those.
+    The others (a repeated item among them, a history bound below ``window``) go through
+    :func:`paired_items`, as do all the interactions of a batch of at most
+    ``_FEW_INTERACTIONS``.
     """
     window = params.window
     number: dict[str, int] = {}
