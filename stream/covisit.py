@@ -214,8 +214,8 @@ def pair_increments(
 
     Row ``j`` gains ``item_id`` for each paired earlier item ``j``, and row ``item_id``
     gains ``j`` with ``backward_weight``. The definition, one pair at a time: the workers
-    and the evaluation sum the same pairs as they form them
-    (``statistics.ItemIncrements.add_interaction``, tested against this).
+    and the evaluation form and sum a batch's pairs together (:func:`form_pairs`, tested
+    against this).
     """
     backward = params.backward_weight
     out: list[PairIncrement] = []
