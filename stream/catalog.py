@@ -274,7 +274,7 @@ class CatalogIndex:
     def _extend(self, item_id: str, query: np.ndarray, n: int) -> np.ndarray:
         old = self._similarity_rows.get(item_id)
         start = 0 if old is None else len(old)
-        tail = query @ self._columns[:, start:n]
+        tail = similarity_product(query[None, :], self._columns[:, start:n])[0]
         row = tail if old is None else np.concatenate([old, tail])
         self._similarity_rows[item_id] = row
         self._similarity_rows.move_to_end(item_id)
