@@ -32,7 +32,6 @@ from stream.covisit import (
     decode_scores,
     encode_scores,
     run_starts,
-    stable_order,
 )
 from stream.popularity import owner_partition
 from stream.records import InteractionEvent
@@ -49,10 +48,6 @@ if TYPE_CHECKING:
 _MESSAGE_MAGIC = b"SII1"
 _MESSAGE_HEADER = struct.Struct("<dIIIIII")
 _MESSAGE_START = len(_MESSAGE_MAGIC) + _MESSAGE_HEADER.size
-
-# Messages of at most this many co-visitation rows are cut by owner in Python (see
-# ``_RowsPart.by_owner``).
-_FEW_ROWS = 64
 
 # (row, its neighbours, their weights, held at): a row's increments as a message carries them.
 RowSlice = tuple[str, Sequence[str], Sequence[float], float]
@@ -216,44 +211,13 @@ class _RowsPart:
         """Split by each row's owner (``row_owners``, aligned with the rows), in order."""
         if len(set(row_owners)) <= 1:
             return {row_owners[0]: self} if row_owners else {}
-        if len(row_owners) <= _FEW_ROWS:
-            return self._by_owner_few(row_owners)
         owners = np.asarray(row_owners, dtype=np.int64)
         entry_owners = np.repeat(owners, self.sizes)
-        row_order, entry_order = stable_order(owners), stable_order(entry_owners)
-        rows, sizes = self.rows[row_order], self.sizes[row_order]
-        neighbours, values = self.neighbours[entry_order], self.values[entry_order]
-        # Where each owner's rows and entries end, once grouped by owner.
-        present = np.unique(owners).tolist()
-        row_ends = np.cumsum(np.bincount(owners)[present]).tolist()
-        entry_ends = np.cumsum(np.bincount(entry_owners, minlength=max(present) + 1)[present]).tolist()
         parts: dict[int, _RowsPart] = {}
-        row_start = entry_start = 0
-        for owner, row_end, entry_end in zip(present, row_ends, entry_ends, strict=True):
+        for owner in sorted(set(row_owners)):  # a mask per owner: partitions are few
+            rows, entries = owners == owner, entry_owners == owner
             parts[owner] = _RowsPart(
-                self.names,
-                rows[row_start:row_end],
-                sizes[row_start:row_end],
-                neighbours[entry_start:entry_end],
-                values[entry_start:entry_end],
-            )
-            row_start, entry_start = row_end, entry_end
-        return parts
-
-    def _by_owner_few(self, row_owners: list[int]) -> dict[int, _RowsPart]:
-        """:meth:`by_owner` of a few rows, grouped in Python: the same parts, without the
-        fixed cost of the array operations (about 40 us)."""
-        sizes = self.sizes.tolist()
-        starts = [0, *accumulate(sizes)]
-        rows_of: dict[int, list[int]] = {}
-        for k, owner in enumerate(row_owners):
-            rows_of.setdefault(owner, []).append(k)
-        parts: dict[int, _RowsPart] = {}
-        for owner in sorted(rows_of):
-            ks = rows_of[owner]
-            entries = [i for k in ks for i in range(starts[k], starts[k + 1])]
-            parts[owner] = _RowsPart(
-                self.names, self.rows[ks], self.sizes[ks], self.neighbours[entries], self.values[entries]
+                self.names, self.rows[rows], self.sizes[rows], self.neighbours[entries], self.values[entries]
             )
         return parts
 

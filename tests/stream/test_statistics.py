@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from stream import covisit, popularity, statistics
+from stream import covisit, popularity
 from stream.covisit import CovisitParams
 from stream.records import InteractionEvent
 from stream.statistics import ItemIncrements, decode_message
@@ -106,11 +106,7 @@ def test_rows_merged_from_increments_equal_rows_merged_pair_by_pair() -> None:
             assert got == pytest.approx(want, rel=1e-12)
 
 
-@pytest.mark.parametrize("few_rows", [0, 10**9], ids=["arrays", "few"])
-def test_each_item_and_row_goes_to_its_owner_partition(
-    few_rows: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(statistics, "_FEW_ROWS", few_rows)
+def test_each_item_and_row_goes_to_its_owner_partition() -> None:
     inc = ItemIncrements(
         ts=1.0,
         popularity={f"i{k}": float(k) for k in range(40)},
@@ -125,20 +121,6 @@ def test_each_item_and_row_goes_to_its_owner_partition(
             assert popularity.owner_partition(item_id, 8) == partition
     assert sum(len(decode_message(raw).items) for raw in messages.values()) == 40
     assert sum(len(decode_message(raw).rows) for raw in messages.values()) == 14
-
-
-def test_messages_cut_in_python_are_the_messages_cut_with_arrays(monkeypatch: pytest.MonkeyPatch) -> None:
-    history: list[tuple[str, float, float]] = []
-    inc = ItemIncrements(ts=30.0, popularity={"a": 1.0})
-    params = CovisitParams(window=4, half_life_s=H)
-    for item, ts in _interactions("abcadbecfgah", 2.0):
-        inc.add_interaction(history, item, ts, params)
-        history.append((item, ts, 1.0))
-    monkeypatch.setattr(statistics, "_FEW_ROWS", 0)
-    by_arrays = inc.messages_by_owner(3)
-    monkeypatch.setattr(statistics, "_FEW_ROWS", 10**9)
-    assert inc.messages_by_owner(3) == by_arrays
-    assert len(by_arrays) > 1
 
 
 def _increments() -> ItemIncrements:
