@@ -254,15 +254,13 @@ class PairSums:
     def of_rows(cls, rows: Mapping[str, Mapping[str, float]]) -> PairSums:
         """Sums given as ``{row: {neighbour: value}}`` (empty rows are dropped)."""
         number: dict[str, int] = {}
-        triples = [(row, n, v) for row, scores in rows.items() for n, v in scores.items()]
-        row_numbers = [number.setdefault(row, len(number)) for row, _, _ in triples]
-        neighbour_numbers = [number.setdefault(n, len(number)) for _, n, _ in triples]
-        return cls(
-            list(number),
-            np.asarray(row_numbers, dtype=np.int64),
-            np.asarray(neighbour_numbers, dtype=np.int64),
-            np.asarray([v for _, _, v in triples], dtype=np.float64),
-        )
+        nested = {
+            number.setdefault(row, len(number)): {
+                number.setdefault(n, len(number)): v for n, v in scores.items()
+            }
+            for row, scores in rows.items()
+        }
+        return _of_nested(list(number), nested)
 
     def row_slices(self) -> Iterator[tuple[str, list[str], list[float]]]:
         """``(row, neighbours, values)`` of each row, in order."""
@@ -304,7 +302,7 @@ def form_pairs(
     whose previous entries, up to ``window`` of them and up to the first more than
     ``window_s`` away, are distinct and differ from its item pairs with exactly those.
     The others (a repeated item among them, a history bound below ``window``) go through
-    :func:`paired_items`, as do all the interactions of a batch of at most
+    :func:`pair_increments`, as do all the interactions of a batch of at most
     ``_FEW_INTERACTIONS``.
     """
     window = params.window
@@ -363,10 +361,10 @@ def form_pairs(
 
     # In the one-by-one order: interaction, distance, forward pair then backward.
     which, nearness = np.nonzero(reached & by_array[:, None])
-    earlier_items = items[earlier[which, nearness]]
-    this_items = items[event[which]]
-    later = at[earlier[which, nearness]] > at[event[which]]  # a pair is held at its later time
-    pair_factor = np.where(later, factor[earlier[which, nearness]], factor[event[which]])
+    paired, this = earlier[which, nearness], event[which]
+    earlier_items, this_items = items[paired], items[this]
+    later = at[paired] > at[this]  # a pair is held at its later time
+    pair_factor = np.where(later, factor[paired], factor[this])
     weight = 1.0 / (nearness + 1).astype(np.float64)
     sides = 2 if params.backward_weight > 0.0 else 1
     rows = np.empty(sides * len(which), dtype=np.int64)
@@ -400,13 +398,13 @@ def _pairs_one_by_one(
     history_size: int | None,
 ) -> tuple[list[int], list[int], list[int], list[float]]:
     """The pairs of the interactions ``origins`` ((user, index among theirs)), formed one
-    by one with :func:`paired_items`: for each pair, the index into ``origins`` it was
+    by one with :func:`pair_increments`: for each pair, the index into ``origins`` it was
     formed for, its row and neighbour (numbers, ``number`` extended), and its value."""
     formed_by: list[int] = []
     rows: list[int] = []
     neighbours: list[int] = []
     values: list[float] = []
-    backward, half_life = params.backward_weight, params.half_life_s
+    half_life = params.half_life_s
     before: list[HistoryEntry] = []
     last: tuple[int, int] | None = None
     for position, (user, k) in enumerate(origins):
@@ -419,20 +417,13 @@ def _pairs_one_by_one(
             del before[: len(before) - history_size]
         last = (user, k)
         item_id, ts = interactions[k]
-        this = number[item_id]
         at_event = math.exp2((ts - ref_ts) / half_life)
-        for prev_id, w, pair_ts in paired_items(before, item_id, ts, params):
-            f = at_event if pair_ts == ts else math.exp2((pair_ts - ref_ts) / half_life)
-            prev = number.setdefault(prev_id, len(number))
+        for row_id, neighbour_id, weight, pair_ts in pair_increments(before, item_id, ts, params):
+            factor = at_event if pair_ts == ts else math.exp2((pair_ts - ref_ts) / half_life)
             formed_by.append(position)
-            rows.append(prev)
-            neighbours.append(this)
-            values.append(w * f)
-            if backward > 0.0:
-                formed_by.append(position)
-                rows.append(this)
-                neighbours.append(prev)
-                values.append(w * backward * f)
+            rows.append(number.setdefault(row_id, len(number)))
+            neighbours.append(number.setdefault(neighbour_id, len(number)))
+            values.append(weight * factor)
     return formed_by, rows, neighbours, values
 
 
@@ -446,6 +437,11 @@ def _summed_few(names: list[str], rows: list[int], neighbours: list[int], values
             sums[row_number] = {neighbour: value}
         else:
             row[neighbour] = row.get(neighbour, 0.0) + value
+    return _of_nested(names, sums)
+
+
+def _of_nested(names: list[str], sums: Mapping[int, Mapping[int, float]]) -> PairSums:
+    """``PairSums`` of ``{row number: {neighbour number: value}}``, in its order."""
     count = sum(map(len, sums.values()))
     return PairSums(
         names,
