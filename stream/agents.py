@@ -192,16 +192,6 @@ def update_profile(
     return update.profile
 
 
-def item_statistics_by_partition(ctx: Pipeline, increments: ItemIncrements) -> dict[int, bytes]:
-    """A batch's popularity sums and co-visitation increments, by owner partition.
-
-    One message per partition and batch (not one per item) keeps produce calls few; the
-    partition is the one Kafka's partitioner would give the item id, so every forwarder
-    routes an item to the same single owner. Values are held at the batch's newest time.
-    """
-    return increments.messages_by_owner(ctx.settings.topic_partitions)
-
-
 async def _send_list(
     ctx: Pipeline,
     model: str,
@@ -279,7 +269,7 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
                 )
             # After the lists: the owners merge these over a window anyway, while a list
             # sent behind them waited for their sends, and what the event loop ran meanwhile.
-            statistics = item_statistics_by_partition(ctx, increments)
+            statistics = increments.messages_by_owner(settings.topic_partitions)
             for partition, message in statistics.items():
                 await topics.item_interactions.send(value=message, partition=partition)
             metrics.batch_size.labels("update_user_interest").observe(len(events))

@@ -153,6 +153,7 @@ class ItemIncrements:
     def messages_by_owner(self, partitions: int) -> dict[int, bytes]:
         """The ``item-interactions`` message of each owner partition with increments.
 
+        One message per partition and batch, not one per item, keeps produce calls few.
         Each item and each row goes to the partition Kafka's partitioner gives its id, so
         every forwarder routes an item to the same single owner.
         """
