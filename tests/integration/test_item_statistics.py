@@ -1,0 +1,169 @@
+"""Item statistics across two workers: each event counted once, co-visitation rows bounded.
+
+Two real worker processes share the events of real MovieLens ratings by partition. Each
+forwards its batches' popularity sums and co-visitation pairs to the owner of each item's
+partition, and each owner writes its items' entries to the global tables. The tables'
+changelogs, read back here, must hold exactly what one process computes from the same
+events with the definitions (``covisit.pair_increments``, decayed sums): a count applied
+twice, by a second worker or a replayed message, would show as a value too large.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from stream import covisit, movielens, popularity
+from stream.admin import consumer
+from stream.config import Settings
+from stream.process import WorkerProcess, sample_sum
+from stream.records import InteractionEvent, decode_event
+from stream.statistics import ItemIncrements
+from tests.stack import Stack
+
+pytestmark = [pytest.mark.kafka, pytest.mark.model, pytest.mark.slow]
+
+# The first ratings in time order: 11 users, 236 co-visitation rows. With the production
+# pairing window (20 items), 105 rows stay within MAX_NEIGHBOURS neighbours (their rows are
+# exact sums) and 131 have more (their rows are bounded).
+N_EVENTS = 600
+MAX_NEIGHBOURS = 40
+REL = 1e-9
+
+
+def at(value: float, held_at: float, ts: float, half_life_s: float) -> float:
+    """A decayed sum held at ``held_at``, as held at ``ts``."""
+    return value * math.exp2((held_at - ts) / half_life_s)
+
+
+def expected_statistics(
+    events: Sequence[InteractionEvent], settings: Settings, ts: float
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Popularity and co-visitation sums of ``events`` held at ``ts``, in one process, one
+    event at a time: each user's pairs formed with the history the worker keeps."""
+    sums = ItemIncrements(ts=ts)
+    sums.add_events(events, settings.event_weights, settings.popularity_half_life_s)
+    params = settings.covisit_params()
+    histories: dict[str, list[tuple[str, float, float]]] = {}
+    rows: dict[str, dict[str, float]] = {}
+    for ev in events:
+        history = histories.setdefault(ev.user_id, [])
+        for row, neighbour, weight, pair_ts in covisit.pair_increments(history, ev.item_id, ev.ts, params):
+            entries = rows.setdefault(row, {})
+            entries[neighbour] = entries.get(neighbour, 0.0) + at(weight, pair_ts, ts, params.half_life_s)
+        history.append((ev.item_id, ev.ts, ev.weight))
+        del history[: -settings.history_size]
+    return sums.popularity, rows
+
+
+def read_table(settings: Settings, table: str) -> dict[str, bytes]:
+    """The latest value of every key in a table's changelog (deleted keys left out)."""
+    reader = consumer(settings, f"{settings.app_id}-{table}-changelog", consumer_timeout_ms=1000)
+    latest: dict[str, bytes | None] = {}
+    try:
+        for message in reader:
+            latest[json.loads(message.key)] = message.value  # Faust's keys of type str are JSON
+    finally:
+        reader.close()
+    return {key: value for key, value in latest.items() if value is not None}
+
+
+def stored_statistics(settings: Settings, ts: float) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """What the owners wrote, every sum held at ``ts``."""
+    counts = {}
+    for item_id, value in read_table(settings, "item-popularity").items():
+        score, held_at = popularity.decode_entry(value)
+        counts[item_id] = at(score, held_at, ts, settings.popularity_half_life_s)
+    rows = {}
+    for item_id, value in read_table(settings, "item-covisits").items():
+        row = covisit.stored_row(value)
+        if row is not None and row.scores:
+            rows[item_id] = {
+                n: at(s, row.landmark, ts, settings.covisit_half_life_s) for n, s in row.scores.items()
+            }
+    return counts, rows
+
+
+def wait_until_stable(
+    workers: Sequence[WorkerProcess], quiet_s: float = 3.0, timeout_s: float = 60.0
+) -> None:
+    """Wait until every worker has been ready for ``quiet_s``: the group's rebalance is over,
+    so no batch is delivered twice by a rebalance during the test."""
+    deadline = time.monotonic() + timeout_s
+    ready_since: float | None = None
+    while time.monotonic() < deadline:
+        if all(w.get_json("/healthz")[0] == 200 for w in workers):
+            ready_since = ready_since or time.monotonic()
+            if time.monotonic() - ready_since >= quiet_s:
+                return
+        else:
+            ready_since = None
+        time.sleep(0.25)
+    raise AssertionError("the two workers did not settle into one group")
+
+
+def test_two_workers_count_each_event_once_and_bound_the_rows(stack: Stack, movielens_dir: Path) -> None:
+    settings = Settings(**{**stack.settings.model_dump(), "covisit_max_neighbours": MAX_NEIGHBOURS})
+    ratings = sorted(movielens.load_ratings(movielens_dir), key=lambda r: r.ts)[:N_EVENTS]
+    rated = {r.movie_id for r in ratings}
+    movies = [m for m in movielens.load_movies(movielens_dir) if m.movie_id in rated]
+    for m in movies:
+        stack.send(settings.items_topic, m.movie_id, movielens.item_message(m, []))
+    env = {"STREAMRANK_COVISIT_MAX_NEIGHBOURS": str(MAX_NEIGHBOURS)}
+    workers = [stack.start_worker("a", **env), stack.start_worker("b", **env)]
+    for worker in workers:
+        worker.wait_ready(timeout_s=180, min_items=len(movies))
+    wait_until_stable(workers)
+
+    messages = [json.dumps(movielens.event_message(r)).encode() for r in ratings]
+    for rating, raw in zip(ratings, messages, strict=True):
+        stack.kafka.send(settings.events_topic, key=rating.user_id.encode(), value=raw)
+    stack.kafka.flush()
+
+    events = [decode_event(raw, settings.event_weights) for raw in messages]
+    ts = max(ev.ts for ev in events)
+    want_counts, want_rows = expected_statistics(events, settings, ts)
+    deadline = time.monotonic() + 90
+    while True:
+        counts, rows = stored_statistics(settings, ts)
+        # Done when every entry is there and every count is (a missing one is still on its way).
+        settled = counts.keys() == want_counts.keys() and rows.keys() == want_rows.keys()
+        if settled and all(counts[i] == pytest.approx(c, rel=REL) for i, c in want_counts.items()):
+            break
+        if time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+
+    # Both workers took events and both owned statistics: the counts came from two.
+    for worker in workers:
+        samples = worker.metrics()
+        assert sample_sum(samples, "streamrank_events_total") > 0
+        assert samples.get('streamrank_batch_size_count{agent="count_item_popularity"}', 0) > 0
+
+    # Popularity: every event counted once.
+    assert counts.keys() == want_counts.keys()
+    for item_id, want in want_counts.items():
+        assert counts[item_id] == pytest.approx(want, rel=REL), item_id
+    # Co-visitation: every row bounded; a row within the bound is the exact sum of its
+    # pairs; a row that was cut holds its strongest entries, none above its exact sum.
+    assert rows.keys() == want_rows.keys()
+    exact = bounded = 0
+    for row_id, want in want_rows.items():
+        got = rows[row_id]
+        if len(want) <= MAX_NEIGHBOURS:
+            exact += 1
+            assert got.keys() == want.keys(), row_id
+            for neighbour, value in want.items():
+                assert got[neighbour] == pytest.approx(value, rel=REL), (row_id, neighbour)
+        else:
+            bounded += 1
+            assert len(got) == MAX_NEIGHBOURS, row_id
+            assert got.keys() <= want.keys(), row_id
+            for neighbour, value in got.items():
+                assert value <= want[neighbour] * (1 + REL), (row_id, neighbour)
+    assert exact > 50 and bounded > 50, (exact, bounded)
