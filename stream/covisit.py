@@ -227,7 +227,8 @@ def pair_increments(
 
 
 # Batches of at most this many interactions are paired one by one: below it, the fixed
-# cost of the array operations (about 0.2 ms) is more than pairing them takes.
+# cost of the array operations (about 0.1 ms) is more than pairing them takes (timed with
+# full 20-item windows: 0.28 ms either way at 8 interactions, 0.08 against 0.15 at 2).
 _FEW_INTERACTIONS = 8
 
 # A user's earlier interactions, and the user's interactions of a batch as (item_id, ts)
