@@ -11,7 +11,6 @@ twice, by a second worker or a replayed message, would show as a value too large
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from stream import covisit, movielens, popularity
 from stream.admin import consumer
 from stream.config import Settings
 from stream.process import WorkerProcess, sample_sum
+from stream.profiles import decay
 from stream.records import InteractionEvent, decode_event
 from stream.statistics import ItemIncrements
 from tests.stack import Stack
@@ -34,11 +34,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.model, pytest.mark.slow]
 N_EVENTS = 600
 MAX_NEIGHBOURS = 40
 REL = 1e-9
-
-
-def at(value: float, held_at: float, ts: float, half_life_s: float) -> float:
-    """A decayed sum held at ``held_at``, as held at ``ts``."""
-    return value * math.exp2((held_at - ts) / half_life_s)
 
 
 def expected_statistics(
@@ -55,7 +50,8 @@ def expected_statistics(
         history = histories.setdefault(ev.user_id, [])
         for row, neighbour, weight, pair_ts in covisit.pair_increments(history, ev.item_id, ev.ts, params):
             entries = rows.setdefault(row, {})
-            entries[neighbour] = entries.get(neighbour, 0.0) + at(weight, pair_ts, ts, params.half_life_s)
+            value = weight * float(decay(ts - pair_ts, params.half_life_s))
+            entries[neighbour] = entries.get(neighbour, 0.0) + value
         history.append((ev.item_id, ev.ts, ev.weight))
         del history[: -settings.history_size]
     return sums.popularity, rows
@@ -78,14 +74,13 @@ def stored_statistics(settings: Settings, ts: float) -> tuple[dict[str, float], 
     counts = {}
     for item_id, value in read_table(settings, "item-popularity").items():
         score, held_at = popularity.decode_entry(value)
-        counts[item_id] = at(score, held_at, ts, settings.popularity_half_life_s)
+        counts[item_id] = score * float(decay(ts - held_at, settings.popularity_half_life_s))
     rows = {}
     for item_id, value in read_table(settings, "item-covisits").items():
         row = covisit.stored_row(value)
         if row is not None and row.scores:
-            rows[item_id] = {
-                n: at(s, row.landmark, ts, settings.covisit_half_life_s) for n, s in row.scores.items()
-            }
+            factor = float(decay(ts - row.landmark, settings.covisit_half_life_s))
+            rows[item_id] = {n: s * factor for n, s in row.scores.items()}
     return counts, rows
 
 
@@ -157,32 +152,29 @@ def problems(
     the bound is the exact sum of its pairs; a row that was cut holds its strongest
     entries, none above its exact sum (a cut entry starts again from zero).
     """
-    out = []
-    if counts.keys() != want_counts.keys():
-        out.append(f"popularity keys: {len(counts)} stored, {len(want_counts)} expected")
-    out += [
-        f"popularity of {item_id}: {counts[item_id]} against {want}"
-        for item_id, want in want_counts.items()
-        if item_id in counts and counts[item_id] != pytest.approx(want, rel=REL)
-    ]
+    out = unequal("popularity", counts, want_counts)
     if rows.keys() != want_rows.keys():
         out.append(f"co-visitation rows: {len(rows)} stored, {len(want_rows)} expected")
     for row_id, want in want_rows.items():
         got = rows.get(row_id, {})
         if len(want) <= MAX_NEIGHBOURS:
-            if got.keys() != want.keys():
-                out.append(f"row {row_id}: neighbours {sorted(got)} against {sorted(want)}")
-            out += [
-                f"row {row_id}, {n}: {got[n]} against {v}"
-                for n, v in want.items()
-                if n in got and got[n] != pytest.approx(v, rel=REL)
-            ]
-        else:
-            if len(got) != MAX_NEIGHBOURS or not got.keys() <= want.keys():
-                out.append(f"row {row_id}: {len(got)} neighbours, bound {MAX_NEIGHBOURS}")
-            out += [
-                f"row {row_id}, {n}: {v} above its exact sum {want[n]}"
-                for n, v in got.items()
-                if n in want and v > want[n] * (1 + REL)
-            ]
+            out += unequal(f"row {row_id}", got, want)
+            continue
+        if len(got) != MAX_NEIGHBOURS or not got.keys() <= want.keys():
+            out.append(f"row {row_id}: {len(got)} neighbours, bound {MAX_NEIGHBOURS}")
+        out += [
+            f"row {row_id}, {n}: {v} above its exact sum {want[n]}"
+            for n, v in got.items()
+            if n in want and v > want[n] * (1 + REL)
+        ]
     return out
+
+
+def unequal(name: str, got: dict[str, float], want: dict[str, float]) -> list[str]:
+    """How ``got`` differs from ``want``: other keys, or values beyond rounding."""
+    out = [] if got.keys() == want.keys() else [f"{name}: keys {sorted(got)} against {sorted(want)}"]
+    return out + [
+        f"{name}, {key}: {got[key]} against {value}"
+        for key, value in want.items()
+        if key in got and got[key] != pytest.approx(value, rel=REL)
+    ]
