@@ -2,6 +2,6 @@
 
 import sys
 
-from stream.cli import main
+from stream.tools.cli import main
 
 sys.exit(main())

@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from encoders.config import EncoderSettings
-from stream.covisit import CovisitParams
+from stream.core.covisit import CovisitParams
 
 DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "view": 1.0,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.embedded import EmbeddedBroker
+from stream.kafka.embedded import EmbeddedBroker
 from tests.stack import Stack
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small"

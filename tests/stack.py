@@ -13,10 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stream.admin import consumer, ensure_topics, producer
 from stream.config import Settings
-from stream.embedded import free_port
-from stream.process import WorkerProcess
+from stream.kafka.admin import consumer, ensure_topics, producer
+from stream.kafka.embedded import free_port
+from stream.tools.process import WorkerProcess
 
 
 class Stack:

@@ -140,12 +140,12 @@ class _Stream:
 
     def __init__(self, settings: Settings, data: Path, max_items: int | None = None) -> None:
         from encoders.text import TextEncoder
-        from stream import movielens
-        from stream.catalog import ModelCatalog
-        from stream.eval_movielens import encode_cached
-        from stream.profiles import ProfileParams
-        from stream.ranking import RankingConfig
-        from stream.records import ItemUpsert, decode_item
+        from stream.core.catalog import ModelCatalog
+        from stream.core.contracts import ItemUpsert, decode_item
+        from stream.core.profiles import ProfileParams
+        from stream.core.ranking import RankingConfig
+        from stream.datasets import movielens
+        from stream.eval.movielens import encode_cached
 
         self.settings = settings
         movies = movielens.load_movies(data)[:max_items]
@@ -198,11 +198,11 @@ class _Stream:
 
         Returns the batch's statistics messages and its number of users.
         """
-        from stream.interactions import apply_user_events
-        from stream.profiles import UserProfile
-        from stream.ranking import rank_catalog_batch
-        from stream.records import InteractionEvent, decode_event, recommendation_payload
-        from stream.statistics import ItemIncrements
+        from stream.core.batch import apply_user_events
+        from stream.core.contracts import InteractionEvent, decode_event, recommendation_payload
+        from stream.core.profiles import UserProfile
+        from stream.core.ranking import rank_catalog_batch
+        from stream.core.statistics import ItemIncrements
 
         settings, now = self.settings, time.perf_counter
         started = now()
@@ -263,7 +263,7 @@ class _Stream:
 
     def merge_statistics(self, messages: list[bytes]) -> None:
         """Merge statistics messages as each item's owner does (not timed)."""
-        from stream.statistics import decode_message, merge_message
+        from stream.core.statistics import decode_message, merge_message
 
         for message in messages:  # the entries are kept here, so nothing is stored elsewhere
             merge_message(
@@ -278,7 +278,7 @@ class _Stream:
 
     def publish_statistics(self) -> None:
         """Hand merged statistics to the index, as a window's writes reach every worker."""
-        from stream import covisit
+        from stream.core import covisit
 
         for item_id, (score, ref_ts) in self.popularity.items():
             self.index.set_popularity(item_id, score, ref_ts)
@@ -287,7 +287,7 @@ class _Stream:
 
     def fill_tables(self) -> None:
         """Store the merged statistics in the tables, as the owners' last windows wrote them."""
-        from stream import covisit, popularity
+        from stream.core import covisit, popularity
 
         for item_id, (score, ref_ts) in self.popularity.items():
             self.popularity_table[item_id] = popularity.encode_entry(score, ref_ts)
@@ -299,9 +299,9 @@ class _Stream:
 
         Returns the number of entries written.
         """
-        from stream import covisit, popularity
-        from stream.statistics import decode_message, merge_message, write_window
-        from stream.tables import apply_covisit_entry, apply_popularity_entry
+        from stream.core import covisit, popularity
+        from stream.core.statistics import decode_message, merge_message, write_window
+        from stream.pipeline.tables import apply_covisit_entry, apply_popularity_entry
 
         now, half_life = time.perf_counter, self.settings.popularity_half_life_s
         started = now()
@@ -355,7 +355,7 @@ def measure(
     statistics windows of ``window_events`` events."""
     from threadpoolctl import threadpool_limits
 
-    from stream.memory import freeze_startup_objects
+    from stream.pipeline.memory import freeze_startup_objects
 
     stream = _Stream(settings, data, max_items)
     freeze_startup_objects()  # as a worker does once it is built
@@ -427,7 +427,7 @@ def window_table(cost: WindowCost) -> str:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """``streamrank bench batch``: measure, print the table (and the JSON line)."""
-    from stream import movielens
+    from stream.datasets import movielens
 
     if args.events < 1 or args.warmup_events < 0 or args.window_events < 1 or args.windows < 0:
         raise SystemExit(

@@ -42,9 +42,9 @@ from typing import Any
 
 import numpy as np
 
-from stream import movielens
 from stream.config import Settings
-from stream.records import ItemUpsert
+from stream.core.contracts import ItemUpsert
+from stream.datasets import movielens
 
 HELP = "encoder throughput, latency, memory and agreement vs sentence-transformers"
 DESCRIPTION = (
@@ -417,8 +417,8 @@ def _measure_service(
     workdir: Path,
 ) -> dict[str, float]:
     """Items/s of ``streamrank encode-server`` under ``clients`` concurrent clients."""
-    from stream.embedded import free_port
-    from stream.process import EncodeServerProcess
+    from stream.kafka.embedded import free_port
+    from stream.tools.process import EncodeServerProcess
 
     env = {
         "STREAMRANK_ENCODER_MODEL": model,

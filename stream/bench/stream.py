@@ -38,8 +38,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stream import movielens
 from stream.config import Settings
+from stream.datasets import movielens
 from stream.errors import StreamrankError
 
 HELP = "events/s per worker, raw pass-through ceiling and latency at 25/50/75% load"
@@ -245,7 +245,7 @@ def run_stream_bench(
         rates: events/s offered in the latency phases instead (keyed by their fraction of
             the measured maximum in the result).
     """
-    from stream.embedded import broker_for
+    from stream.kafka.embedded import broker_for
 
     movies = movielens.load_movies(data)[:max_items]
     tags = movielens.load_tags(data)
@@ -294,7 +294,7 @@ class _Workers:
     """The worker processes of one run (stopped by PID on exit), restartable on their state."""
 
     def __init__(self, settings: Settings, n: int, workdir: Path) -> None:
-        from stream.process import WorkerProcess
+        from stream.tools.process import WorkerProcess
 
         self.settings = settings
         self.workdir = workdir
@@ -302,7 +302,7 @@ class _Workers:
         self.processes: list[WorkerProcess] = []
 
     def __enter__(self) -> _Workers:
-        from stream.admin import ensure_topics
+        from stream.kafka.admin import ensure_topics
 
         ensure_topics(self.settings)
         try:
@@ -317,8 +317,8 @@ class _Workers:
 
     def start(self, wait: bool = True, min_items: int = 0) -> None:
         """Start the workers, each on its own state directory (kept across restarts)."""
-        from stream.embedded import free_port
-        from stream.process import WorkerProcess, worker_env
+        from stream.kafka.embedded import free_port
+        from stream.tools.process import WorkerProcess, worker_env
 
         for i in range(self.n):
             env = worker_env(self.settings, self.workdir / f"state-{i}")
@@ -346,7 +346,7 @@ class _Workers:
 
     def scrape(self) -> dict[str, float] | None:
         """Every worker's /metrics summed; None while any worker does not answer."""
-        from stream.process import add_samples
+        from stream.tools.process import add_samples
 
         try:
             return add_samples(*(p.metrics() for p in self.processes))
@@ -355,7 +355,7 @@ class _Workers:
 
     def print_logs(self) -> None:
         """The tail of each worker's log, to explain a failure."""
-        from stream.process import log_tail
+        from stream.tools.process import log_tail
 
         for path in sorted(self.workdir.glob("worker-*.log")):
             print(log_tail(path), flush=True)
@@ -373,7 +373,7 @@ class _Bench:
 
     def _cpu_clocks(self) -> dict[str, float]:
         """CPU seconds so far of the embedded broker and of this process (the load generator)."""
-        from stream.process import process_cpu_seconds
+        from stream.tools.process import process_cpu_seconds
 
         clocks = {"load generator": time.process_time()}
         broker = None if self.broker_pid is None else process_cpu_seconds(self.broker_pid)
@@ -408,7 +408,7 @@ class _Bench:
         Returns the time of the last scrape still at zero (or of the first scrape) and its
         samples, and the time the target was first seen and the samples then.
         """
-        from stream.process import sample_sum
+        from stream.tools.process import sample_sum
 
         deadline = time.monotonic() + timeout_s
         started_at: float | None = None
@@ -436,7 +436,7 @@ class _Bench:
 
     def wait_idle(self, timeout_s: float = 300.0) -> None:
         """Wait until the workers' CPU use says the previous phase's work is done."""
-        from stream.process import sample_sum
+        from stream.tools.process import sample_sum
 
         deadline = time.monotonic() + timeout_s
         last: tuple[float, float] | None = None
@@ -458,7 +458,7 @@ class _Bench:
 
     def process(self, n: int, label: str) -> None:
         """Send ``n`` events and wait until they are processed (warm-up: not measured)."""
-        from stream.process import sample_sum
+        from stream.tools.process import sample_sum
 
         if n <= 0:
             return
@@ -470,8 +470,8 @@ class _Bench:
 
     def backlog(self, n: int) -> tuple[Phase, Phase]:
         """The ceiling and max-throughput phases on the same backlog of ``n`` events."""
-        from stream.admin import ensure_topics
-        from stream.process import sample_sum
+        from stream.kafka.admin import ensure_topics
+        from stream.tools.process import sample_sum
 
         self.workers.stop()
         messages = self.source.take(n)
@@ -507,7 +507,7 @@ class _Bench:
 
     def at_rate(self, name: str, rate: float, duration_s: float) -> Phase:
         """Offer ``rate`` events/s for ``duration_s``; latency from the histogram deltas."""
-        from stream.process import histogram_quantile, sample_delta, sample_sum
+        from stream.tools.process import histogram_quantile, sample_delta, sample_sum
 
         self.wait_idle()
         n = max(1, round(rate * duration_s))
@@ -546,7 +546,7 @@ class _Bench:
 def _aiokafka_options(settings: Settings) -> dict[str, Any]:
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-    from stream.app import broker_credentials
+    from stream.pipeline.app import broker_credentials
 
     return {
         "bootstrap_servers": settings.bootstrap_servers,
@@ -601,7 +601,7 @@ async def pass_through(settings: Settings, source: str, sink: str, n: int) -> fl
     """
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-    from stream.embedded import EMBEDDED_FETCH_MAX_WAIT_MS
+    from stream.kafka.embedded import EMBEDDED_FETCH_MAX_WAIT_MS
 
     options = _aiokafka_options(settings)
     fetch_wait = EMBEDDED_FETCH_MAX_WAIT_MS if settings.is_embedded else 500
@@ -680,7 +680,7 @@ def _command_line(args: argparse.Namespace) -> str:
 
 def write_report(directory: Path, result: StreamBenchResult, command: str) -> Path:
     """Write ``stream-bench.md`` and ``latency-vs-throughput.png``; return the .md path."""
-    from stream.report import line_plot
+    from stream.tools.report import line_plot
 
     directory.mkdir(parents=True, exist_ok=True)
     png = directory / "latency-vs-throughput.png"

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from stream.embedded import free_port
+from stream.kafka.embedded import free_port
 from tests.deploy.tools import ROOT, tool
 
 T = TypeVar("T")
@@ -173,7 +173,7 @@ class EncoderService:
         argv = [
             sys.executable,
             "-m",
-            "stream.cli",
+            "stream.tools.cli",
             "encode-server",
             "--host",
             "127.0.0.1",

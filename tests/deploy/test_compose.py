@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from stream.cli import build_parser
+from stream.tools.cli import build_parser
 from tests.deploy.test_kubernetes import settings_env_names
 from tests.deploy.tools import ROOT, run, tool
 

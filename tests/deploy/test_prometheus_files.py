@@ -15,7 +15,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from stream.config import Settings
-from stream.metrics import Metrics
+from stream.pipeline.metrics import Metrics
 from tests.deploy.observability import (
     ENCODER_CONTRACT,
     ENCODER_SOURCES,

@@ -31,8 +31,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream import movielens
-from stream.process import WorkerProcess, log_tail
+from stream.datasets import movielens
+from stream.tools.process import WorkerProcess, log_tail
 from tests.deploy.observability import (
     EXTERNAL_METRICS,
     LIVE_SOURCES,

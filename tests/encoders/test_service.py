@@ -23,8 +23,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from encoders.config import EncoderSettings
 from encoders.service import EncoderService, parse_embed_request
 from encoders.text import TextEncoder
-from stream.embedded import free_port
-from stream.process import EncodeServerProcess
+from stream.kafka.embedded import free_port
+from stream.tools.process import EncodeServerProcess
 
 MAX_TEXTS = 64
 MAX_BODY = 64 * 1024

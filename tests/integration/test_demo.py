@@ -17,7 +17,7 @@ def test_demo_ends_with_a_summary(movielens_dir: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMRANK_")}
     env["STREAMRANK_DATA"] = str(movielens_dir)
     result = subprocess.run(
-        [sys.executable, "-m", "stream.cli", "demo", "--max-events", "1000", "--rate", "1000"],
+        [sys.executable, "-m", "stream.tools.cli", "demo", "--max-events", "1000", "--rate", "1000"],
         env=env,
         capture_output=True,
         text=True,

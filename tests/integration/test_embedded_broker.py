@@ -8,9 +8,9 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from stream.admin import ensure_topics
 from stream.config import Settings
-from stream.embedded import true_end_offsets
+from stream.kafka.admin import ensure_topics
+from stream.kafka.embedded import true_end_offsets
 
 pytestmark = pytest.mark.kafka
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from stream.embedded import free_port
-from stream.process import EncodeServerProcess, WorkerProcess
+from stream.kafka.embedded import free_port
+from stream.tools.process import EncodeServerProcess, WorkerProcess
 from tests.stack import Stack
 
 from .test_pipeline import lists_for, pick_catalog, send_catalog

@@ -51,7 +51,7 @@ def test_online_lists_score_like_the_offline_run(
             **{f"STREAMRANK_{role.upper()}_TOPIC": f"{role}-{suffix}" for role in ROLES},
         }
     )
-    command = [sys.executable, "-m", "stream.cli", "eval", "movielens", "--sample", "0.5"]
+    command = [sys.executable, "-m", "stream.tools.cli", "eval", "movielens", "--sample", "0.5"]
     command += ["--online", "--online-rate", "300", "--json", "--no-progress"]
     command += ["--report", str(tmp_path / "r")]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)

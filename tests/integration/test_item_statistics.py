@@ -17,13 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from stream import covisit, movielens, popularity
-from stream.admin import consumer
 from stream.config import Settings
-from stream.process import WorkerProcess, sample_sum
-from stream.profiles import decay
-from stream.records import InteractionEvent, decode_event
-from stream.statistics import ItemIncrements
+from stream.core import covisit, popularity
+from stream.core.contracts import InteractionEvent, decode_event
+from stream.core.profiles import decay
+from stream.core.statistics import ItemIncrements
+from stream.datasets import movielens
+from stream.kafka.admin import consumer
+from stream.tools.process import WorkerProcess, sample_sum
 from tests.stack import Stack
 
 pytestmark = [pytest.mark.kafka, pytest.mark.model, pytest.mark.slow]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from stream import movielens
-from stream.embedded import true_end_offsets
+from stream.datasets import movielens
+from stream.kafka.embedded import true_end_offsets
 from tests.stack import Stack
 
 pytestmark = [pytest.mark.kafka, pytest.mark.model, pytest.mark.slow]

@@ -1,0 +1,1 @@
+"""Pure ranking and state math: no Faust, no Kafka."""

@@ -1,0 +1,1 @@
+"""Readers of the public data sets the evaluation and the demo replay."""

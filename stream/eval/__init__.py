@@ -1,0 +1,1 @@
+"""Offline and online evaluation of the ranking on real data."""

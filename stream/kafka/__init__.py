@@ -1,0 +1,1 @@
+"""Kafka at the edge: transport, admin, the embedded broker, and the patches of Faust or aiokafka."""

@@ -1,0 +1,1 @@
+"""The Faust pipeline: app, topics, tables, agents, worker, pages and metrics."""

@@ -1,0 +1,132 @@
+"""Faust tables: the state of streamrank.
+
+- ``user-profiles``: one profile per user (``UserProfile.to_bytes``), partitioned like
+  ``events`` (key user_id), changelog-backed, RocksDB in production. Written only by
+  ``update_user_interest``.
+- ``item-catalog``: a global table (every worker holds it all) with each item's vector,
+  the model that produced it, its text (to re-encode it under another model), title, time
+  and deletion flag. Written by ``embed_new_items`` and by the background re-encoder.
+- ``item-popularity``: a global table of decayed interaction counts per item
+  (``popularity.encode_entry``), written by ``count_item_popularity``, the one owner of
+  each item's partition, so each event is counted once whatever the number of workers.
+- ``item-covisits``: a global table of each item's bounded, decayed co-visitation row
+  (``CovisitRow.to_bytes``), written like ``item-popularity`` by the item's single owner.
+
+Global tables live in memory and are rebuilt from their changelogs at start; every
+changelog event is also applied to the worker's vectorised ``ModelCatalog``. The two
+statistics tables hold binary values (a bytes value type passes them through Faust as
+is): every statistics window rewrites thousands of their entries, and every worker
+replays each one. Their JSON values of earlier versions are still read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.types import EventT, TableT
+
+from stream.config import Settings
+from stream.core import covisit, popularity
+from stream.core.catalog import ModelCatalog
+from stream.core.profiles import decode_vector
+
+
+@dataclass(frozen=True, slots=True)
+class Tables:
+    """The pipeline's tables."""
+
+    user_profiles: TableT
+    item_catalog: TableT
+    item_popularity: TableT
+    item_covisits: TableT
+
+
+def _value(raw: Any) -> dict[str, Any] | None:
+    if raw is None or isinstance(raw, dict):
+        return raw
+    return json.loads(raw)
+
+
+def _key(raw: Any) -> str:
+    return raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+
+
+def apply_catalog_entry(catalog: ModelCatalog, item_id: str, entry: dict[str, Any] | None) -> None:
+    """Apply one ``item-catalog`` value to the catalog indexes."""
+    vector = None if entry is None else entry.get("vector")
+    catalog.apply_entry(item_id, entry, None if vector is None else decode_vector(vector))
+
+
+def apply_popularity_entry(catalog: ModelCatalog, item_id: str, value: bytes | dict[str, Any] | None) -> None:
+    """Apply one ``item-popularity`` value (binary, or JSON of earlier versions) to the catalog."""
+    catalog.set_popularity(item_id, *popularity.decode_entry(value))
+
+
+def apply_covisit_entry(catalog: ModelCatalog, item_id: str, value: bytes | dict[str, Any] | None) -> None:
+    """Apply one ``item-covisits`` value (binary, or JSON of earlier versions) to the catalog.
+
+    A binary row is handed over as it is: the catalog decodes it when a ranking first
+    reads it, and most replayed rows are replaced before any does.
+    """
+    if isinstance(value, bytes) and covisit.is_row_bytes(value):
+        catalog.set_covisits(item_id, value)
+    else:
+        catalog.set_covisits(item_id, covisit.stored_row(value))
+
+
+def declare_tables(app: faust.App, settings: Settings, catalog: ModelCatalog) -> Tables:
+    """Declare the tables; global-table changelog events feed ``catalog``."""
+
+    async def on_catalog_event(event: EventT) -> None:
+        apply_catalog_entry(catalog, _key(event.key), _value(event.value))
+
+    async def on_popularity_event(event: EventT) -> None:
+        apply_popularity_entry(catalog, _key(event.key), event.value)
+
+    async def on_covisit_event(event: EventT) -> None:
+        apply_covisit_entry(catalog, _key(event.key), event.value)
+
+    global_options: dict[str, Any] = {
+        "partitions": settings.topic_partitions,
+        "key_type": str,
+        # yarl treats a bare "memory://" as an empty URL, so name a host.
+        "store": "memory://global",
+        # Writers are the owners of the item's input partition, not of the changelog
+        # partition; every worker reads every changelog partition.
+        "use_partitioner": True,
+    }
+    return Tables(
+        user_profiles=app.Table(
+            "user-profiles",
+            partitions=settings.topic_partitions,
+            key_type=str,
+            # ``UserProfile.to_bytes``; a bytes value type makes Faust pass it through as is
+            # ("raw") to the store and the changelog, where a JSON value was formatted twice
+            # per write, once for each.
+            value_type=bytes,
+            help="Per-user interest vector, history and counters.",
+        ),
+        item_catalog=app.GlobalTable(
+            "item-catalog",
+            on_changelog_event=on_catalog_event,
+            help="Item vectors tagged with their model, with the text they were encoded from.",
+            **global_options,
+        ),
+        item_popularity=app.GlobalTable(
+            "item-popularity",
+            on_changelog_event=on_popularity_event,
+            value_type=bytes,
+            help="Time-decayed interaction counts per item.",
+            **global_options,
+        ),
+        item_covisits=app.GlobalTable(
+            "item-covisits",
+            on_changelog_event=on_covisit_event,
+            value_type=bytes,
+            help="Bounded, time-decayed co-visitation neighbours per item.",
+            **global_options,
+        ),
+    )

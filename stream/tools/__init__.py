@@ -1,0 +1,1 @@
+"""Command line, demo, replay, child processes and reports."""

@@ -1,0 +1,145 @@
+"""Schema validation: good messages decode, every kind of bad one names its reason."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from stream.config import DEFAULT_EVENT_WEIGHTS
+from stream.core.contracts import (
+    ItemDelete,
+    ItemUpsert,
+    RankedItem,
+    dead_letter_payload,
+    decode_event,
+    decode_item,
+    decode_rerank_request,
+    recommendation_payload,
+)
+from stream.errors import InvalidMessage
+
+
+def raw(obj: object) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def reason_of(fn, *args) -> str:
+    with pytest.raises(InvalidMessage) as info:
+        fn(*args)
+    return info.value.reason
+
+
+def test_event_decodes_and_normalises_ids() -> None:
+    ev = decode_event(raw({"user_id": 7, "item_id": "m1", "type": "click", "ts": 10}), DEFAULT_EVENT_WEIGHTS)
+    assert (ev.user_id, ev.item_id, ev.type, ev.ts, ev.weight) == ("7", "m1", "click", 10.0, 1.0)
+    ev = decode_event(
+        raw({"user_id": "u", "item_id": 3, "type": "rate", "ts": 1.5, "weight": 0.8}), DEFAULT_EVENT_WEIGHTS
+    )
+    assert ev.weight == 0.8
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"\xff\xfe\x00", "undecodable"),
+        (b"{not json", "invalid_json"),
+        (b"", "invalid_json"),
+        (None, "invalid_json"),
+        (raw([1, 2]), "wrong_type"),
+        (raw({"item_id": "i", "type": "view", "ts": 1}), "missing_field"),
+        (raw({"user_id": "u", "type": "view", "ts": 1}), "missing_field"),
+        (raw({"user_id": "u", "item_id": "i", "ts": 1}), "missing_field"),
+        (raw({"user_id": "u", "item_id": "i", "type": "view"}), "missing_field"),
+        (raw({"user_id": 1.5, "item_id": "i", "type": "view", "ts": 1}), "wrong_type"),
+        (raw({"user_id": True, "item_id": "i", "type": "view", "ts": 1}), "wrong_type"),
+        (raw({"user_id": "u", "item_id": "i", "type": "view", "ts": "yesterday"}), "wrong_type"),
+        (raw({"user_id": "u", "item_id": "i", "type": 3, "ts": 1}), "wrong_type"),
+        (raw({"user_id": "u", "item_id": "i", "type": "view", "ts": 1, "weight": "x"}), "wrong_type"),
+        (raw({"user_id": "u", "item_id": "i", "type": "teleport", "ts": 1}), "unknown_event_type"),
+        (raw({"user_id": "u", "item_id": "i", "type": "view", "ts": -5}), "invalid_value"),
+        (raw({"user_id": "u", "item_id": "i", "type": "view", "ts": 1, "weight": -1}), "invalid_value"),
+        (raw({"user_id": "", "item_id": "i", "type": "view", "ts": 1}), "invalid_value"),
+        (b'{"user_id": "u", "item_id": "i", "type": "view", "ts": NaN}', "invalid_value"),
+    ],
+)
+def test_bad_events_name_their_reason(payload: bytes | None, reason: str) -> None:
+    assert reason_of(decode_event, payload, DEFAULT_EVENT_WEIGHTS) == reason
+
+
+def test_item_upsert_and_delete() -> None:
+    item = decode_item(
+        raw({"item_id": 1, "title": "Alien (1979)", "category": "Sci-Fi", "text": "space", "ts": -31536000}),
+        4000,
+    )
+    assert isinstance(item, ItemUpsert)
+    assert item.ts == -31536000.0  # born before 1970 is fine for items
+    assert item.encoder_text() == "Alien (1979). Category: Sci-Fi. space"
+    assert decode_item(raw({"item_id": "x", "deleted": True}), 4000) == ItemDelete("x")
+
+
+@pytest.mark.parametrize(
+    ("obj", "reason"),
+    [
+        ({"item_id": "x"}, "missing_field"),
+        ({"item_id": "x", "title": "   "}, "invalid_value"),
+        ({"item_id": "x", "title": 5}, "wrong_type"),
+        ({"item_id": "x", "title": "t", "deleted": "yes"}, "wrong_type"),
+        ({"item_id": "x", "title": "t" * 5000}, "text_too_long"),
+        ({"item_id": "x", "title": "t", "text": "w" * 4000}, "text_too_long"),
+    ],
+)
+def test_bad_items(obj: dict, reason: str) -> None:
+    assert reason_of(decode_item, raw(obj), 4000) == reason
+
+
+def test_rerank_request() -> None:
+    req = decode_rerank_request(raw({"request_id": "r1", "user_id": 5, "candidates": [1, "b"], "k": 1}), 10)
+    assert req.candidates == ("1", "b") and req.k == 1 and req.ts is None
+
+
+@pytest.mark.parametrize(
+    ("obj", "reason"),
+    [
+        ({"user_id": "u", "candidates": []}, "missing_field"),
+        ({"request_id": "r", "user_id": "u", "candidates": "a,b"}, "wrong_type"),
+        ({"request_id": "r", "user_id": "u", "candidates": [[1]]}, "wrong_type"),
+        ({"request_id": "r", "user_id": "u", "candidates": list(range(11))}, "too_many_candidates"),
+        ({"request_id": "r", "user_id": "u", "candidates": ["a"], "k": 0}, "invalid_value"),
+        ({"request_id": "r", "user_id": "u", "candidates": ["a"], "k": "3"}, "wrong_type"),
+    ],
+)
+def test_bad_rerank_requests(obj: dict, reason: str) -> None:
+    assert reason_of(decode_rerank_request, raw(obj), 10) == reason
+
+
+def test_dead_letter_keeps_original_bytes() -> None:
+    err = InvalidMessage("undecodable", "x")
+    binary = dead_letter_payload("events", 2, 41, err, b"\xff\x00")
+    assert binary["payload_encoding"] == "base64"
+    assert base64.b64decode(binary["payload"]) == b"\xff\x00"
+    assert (binary["source_topic"], binary["partition"], binary["offset"]) == ("events", 2, 41)
+    assert binary["reason"] == "undecodable" and "undecodable" in binary["error"]
+    text = dead_letter_payload("items", 0, 1, InvalidMessage("invalid_json", "y"), b"{oops")
+    assert text["payload"] == "{oops" and text["payload_encoding"] == "utf-8"
+
+
+def test_unknown_reason_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="unknown dead-letter reason"):
+        InvalidMessage("bad", "x")
+
+
+def test_recommendation_payload_shape() -> None:
+    out = recommendation_payload(
+        "u", [RankedItem("i", 0.1234567, "trending")], model="m", event_ts=5.0, emitted_ts=6.0, request_id="r"
+    )
+    assert out == {
+        "user_id": "u",
+        "request_id": "r",
+        "items": [{"item_id": "i", "score": 0.123457, "reason": "trending"}],
+        "model": "m",
+        "event_ts": 5.0,
+        "profile_events": 0,
+        "emitted_ts": 6.0,
+    }

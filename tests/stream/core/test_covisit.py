@@ -1,0 +1,308 @@
+"""Co-visitation: pair formation, decayed bounded rows, and their use in ranking."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import struct
+
+import numpy as np
+import pytest
+
+from stream.core import covisit
+from stream.core.catalog import CatalogIndex
+from stream.core.covisit import (
+    REBASE_EXPONENT,
+    CovisitParams,
+    CovisitRow,
+    UserInteractions,
+    form_pairs,
+    is_row_bytes,
+    merge_row,
+    merge_row_entries,
+    pair_increments,
+    prune,
+    published,
+    published_bytes,
+    row_arrays,
+    row_size,
+    stored_row,
+)
+from stream.core.profiles import UserProfile
+from stream.core.ranking import RankingConfig, covisit_signal, rank_catalog
+
+DAY = 86400.0
+
+
+def test_pairs_link_new_item_with_recent_distinct_items_nearer_weighing_more() -> None:
+    history = [("a", 0.0, 1.0), ("b", 10.0, 1.0), ("a", 20.0, 1.0), ("c", 30.0, 1.0)]
+    pairs = pair_increments(history, "d", 40.0, CovisitParams(window=2, window_s=DAY, backward_weight=0.5))
+    # c is nearest (distance 1), then a (its latest occurrence, distance 2); b is out of window.
+    assert pairs == [
+        ("c", "d", 1.0, 40.0),
+        ("d", "c", 0.5, 40.0),
+        ("a", "d", 0.5, 40.0),
+        ("d", "a", 0.25, 40.0),
+    ]
+
+
+def test_pairs_skip_the_item_itself_and_events_outside_the_time_window() -> None:
+    history = [("old", 0.0, 1.0), ("x", 5 * DAY, 1.0), ("d", 5 * DAY + 1, 1.0)]
+    params = CovisitParams(window=5, window_s=DAY, backward_weight=0.0)
+    pairs = pair_increments(history, "d", 5 * DAY + 2, params)
+    assert pairs == [("x", "d", 1.0, 5 * DAY + 2)]
+
+
+def test_first_interaction_forms_no_pairs() -> None:
+    assert pair_increments([], "a", 0.0, CovisitParams()) == []
+
+
+def _pairs_one_by_one(
+    users: list[UserInteractions], params: CovisitParams, ref_ts: float, history_size: int | None
+) -> dict[str, dict[str, float]]:
+    """The definition: each interaction's pair_increments with the history just before
+    it, decayed to ``ref_ts`` and summed in order."""
+    rows: dict[str, dict[str, float]] = {}
+    for history, interactions in users:
+        before = list(history) if history_size is None else list(history)[-history_size:]
+        for item, ts in interactions:
+            for row_id, neighbour, weight, pair_ts in pair_increments(before, item, ts, params):
+                row = rows.setdefault(row_id, {})
+                row[neighbour] = row.get(neighbour, 0.0) + weight * math.exp2(
+                    (pair_ts - ref_ts) / params.half_life_s
+                )
+            before.append((item, ts, 1.0))
+            if history_size is not None:
+                del before[:-history_size]
+    return rows
+
+
+def _random_batch(rng: random.Random) -> list[UserInteractions]:
+    """Users with histories and interactions: repeated items, gaps beyond a day, entries
+    later than the batch's, histories shorter and longer than the window."""
+    catalog = [f"i{k}" for k in range(rng.choice([3, 8, 40]))]
+    users: list[UserInteractions] = []
+    for _ in range(rng.randint(1, 5)):
+        ts = rng.uniform(0, 10 * DAY)
+        history = []
+        for _ in range(rng.randint(0, 15)):
+            ts += rng.choice([60.0, 3600.0, 2 * DAY])
+            history.append((rng.choice(catalog), ts + rng.choice([0.0, 0.0, 0.0, 3 * DAY]), 1.0))
+        interactions = []
+        for _ in range(rng.randint(1, 12)):
+            ts += rng.choice([0.0, 60.0, 3600.0, 2 * DAY])
+            interactions.append((rng.choice(catalog), ts))
+        users.append((history, interactions))
+    return users
+
+
+@pytest.mark.parametrize("few", [0, 10**9], ids=["arrays", "few"])
+@pytest.mark.parametrize("seed", range(40))
+def test_batch_pairs_are_the_pairs_formed_one_by_one(
+    seed: int, few: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """form_pairs gives the same floats, rows and neighbours in the same order as the
+    definition: with arrays (and the one-by-one path for repeats and gaps), and for a
+    batch of few interactions."""
+    monkeypatch.setattr(covisit, "_FEW_INTERACTIONS", few)
+    rng = random.Random(seed)
+    for _ in range(10):
+        params = CovisitParams(
+            window=rng.choice([1, 2, 5, 20]),
+            window_s=DAY,
+            backward_weight=rng.choice([0.0, 0.5, 1.0]),
+            half_life_s=rng.choice([DAY, 30 * DAY]),
+        )
+        history_size = rng.choice([None, 1, 3, 200])
+        users = _random_batch(rng)
+        ref_ts = max(ts for _, interactions in users for _, ts in interactions)
+        expected = _pairs_one_by_one(users, params, ref_ts, history_size)
+        got = form_pairs(users, params, ref_ts, history_size).to_rows()
+        assert got == expected
+        assert [(row, list(scores)) for row, scores in got.items()] == [
+            (row, list(scores)) for row, scores in expected.items()
+        ]
+
+
+def test_batch_pairs_of_distinct_items_pair_each_with_the_window_before_it() -> None:
+    history = [("a", 0.0, 1.0), ("b", 1.0, 1.0), ("c", 2.0, 1.0)]
+    params = CovisitParams(window=2, window_s=DAY, backward_weight=0.0, half_life_s=DAY)
+    sums = form_pairs([(history, [("d", 3.0), ("e", 3.0)])], params, ref_ts=3.0)
+    assert sums.to_rows() == {"c": {"d": 1.0, "e": 0.5}, "b": {"d": 0.5}, "d": {"e": 1.0}}
+
+
+def _value_now(row: CovisitRow, neighbour: str, now: float, h: float) -> float:
+    return row.scores.get(neighbour, 0.0) * math.exp2(-(now - row.landmark) / h)
+
+
+@pytest.mark.parametrize("order", ["forward", "shuffled"])
+def test_forward_decay_equals_the_closed_form_in_any_order(order: str) -> None:
+    h = 7 * DAY
+    params = CovisitParams(half_life_s=h, max_neighbours=10)
+    adds = [(float(t) * DAY, "b" if t % 2 else "c", 1.0 + t / 10) for t in range(0, 120, 7)]
+    if order == "shuffled":
+        adds = [adds[i] for i in np.random.default_rng(1).permutation(len(adds))]
+    row = None
+    for ts, neighbour, weight in adds:
+        row = merge_row(row, {neighbour: weight}, ts, params)
+    now = 130 * DAY
+    for neighbour in ("b", "c"):
+        expected = sum(w * math.exp2(-(now - t) / h) for t, n, w in adds if n == neighbour)
+        assert _value_now(row, neighbour, now, h) == pytest.approx(expected, rel=1e-9)
+
+
+def test_row_is_rebased_before_its_scale_can_overflow() -> None:
+    h = DAY
+    params = CovisitParams(half_life_s=h)
+    row = merge_row(None, {"b": 1.0}, 0.0, params)
+    far = (REBASE_EXPONENT + 10) * h
+    row = merge_row(row, {"c": 1.0}, far, params)
+    assert row.landmark == far
+    assert row.scores["c"] == pytest.approx(1.0)
+    assert _value_now(row, "b", far, h) == pytest.approx(2.0 ** -(REBASE_EXPONENT + 10))
+    row = merge_row(row, {"b": 1.0}, 10_000 * h, params)  # 2^-10000 underflows: b decays out
+    assert math.isfinite(row.scores["b"])
+
+
+def test_rows_stay_bounded_and_keep_the_strongest_neighbours() -> None:
+    params = CovisitParams(max_neighbours=3)
+    row = None
+    for i in range(50):
+        row = merge_row(row, {f"n{i}": float(i)}, 0.0, params)
+        assert len(row.scores) <= 2 * params.max_neighbours
+    prune(row, params.max_neighbours)
+    assert set(row.scores) == {"n49", "n48", "n47"}
+
+
+def test_row_round_trips_through_its_table_form() -> None:
+    row = CovisitRow(12.5, {"a": 1.5, "b": 0.25, "c": 1e-300})
+    assert CovisitRow.from_dict(row.to_dict()) == row
+    assert CovisitRow.from_dict(CovisitRow().to_dict()) == CovisitRow()
+    # Rows written by earlier versions, scores as a JSON object, still read.
+    assert CovisitRow.from_dict({"landmark": 12.5, "scores": {"a": 1.5}}) == CovisitRow(12.5, {"a": 1.5})
+
+
+def test_row_round_trips_through_its_binary_form_and_earlier_forms_still_read() -> None:
+    row = CovisitRow(12.5, {"a": 1.5, 'b\u00e9"': 0.25, "c": 1e-300})
+    data = row.to_bytes()
+    assert CovisitRow.from_bytes(data) == row
+    assert list(CovisitRow.from_bytes(data).scores) == list(row.scores)  # order kept
+    ids, scores = row_arrays(data)
+    assert ids == list(row.scores) and scores.tolist() == list(row.scores.values())
+    assert CovisitRow.from_bytes(CovisitRow().to_bytes()) == CovisitRow()
+    # A table value of any version: binary, JSON bytes of the dict form, or the dict itself.
+    assert stored_row(data) == row
+    assert stored_row(json.dumps(row.to_dict()).encode()) == row
+    assert stored_row({"landmark": 12.5, "scores": {"a": 1.5}}) == CovisitRow(12.5, {"a": 1.5})
+    assert stored_row(None) is None
+
+
+@pytest.mark.parametrize(
+    ("ids", "magic"),
+    [
+        (["a", 'b\u00e9"', "", "c d"], b"SRC2"),  # ids joined by NUL
+        ([], b"SRC2"),
+        ([""], b"SRC1"),  # joined, one empty id would read back as no id
+        (["a", "b\x00c"], b"SRC1"),  # an id with the separator: a JSON list
+    ],
+)
+def test_row_ids_are_joined_unless_an_id_would_be_ambiguous(ids: list[str], magic: bytes) -> None:
+    row = CovisitRow(1.0, {k: float(i + 1) for i, k in enumerate(ids)})
+    data = row.to_bytes()
+    assert data[:4] == magic and is_row_bytes(data)
+    assert row_arrays(data)[0] == ids
+    assert CovisitRow.from_bytes(data) == row and stored_row(data) == row
+
+
+def test_rows_written_with_json_ids_still_read() -> None:
+    # The binary form of 971a0f6..: magic SRC1, the ids as a JSON list.
+    ids = json.dumps(["a", "b"], separators=(",", ":")).encode()
+    data = b"SRC1" + struct.pack("<dII", 2.0, 2, len(ids)) + ids + np.array([1.5, 0.5], "<f8").tobytes()
+    assert stored_row(data) == CovisitRow(2.0, {"a": 1.5, "b": 0.5})
+    assert row_arrays(data)[0] == ["a", "b"] and row_size(data) == 2
+
+
+def test_catalog_scores_a_binary_row_as_the_row_itself() -> None:
+    vectors = {k: np.array([1.0, float(i)], dtype=np.float32) for i, k in enumerate("abcd")}
+    decoded, lazy = _index_with(vectors), _index_with(vectors)
+    row = CovisitRow(3.0, {"b": 2.0, "zz": 1.0, "c": 1.0})  # zz: not in the catalog yet
+    decoded.set_covisits("a", row)
+    lazy.set_covisits("a", row.to_bytes())
+    for got, want in zip(lazy.covisits_of("a"), decoded.covisits_of("a"), strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert lazy.view().item_ids == decoded.view().item_ids  # the unknown neighbour got its row
+    lazy.set_covisits("a", None)
+    assert lazy.covisits_of("a") is None
+
+
+def test_merging_aligned_sequences_is_merging_their_dict() -> None:
+    params = CovisitParams(half_life_s=10.0)
+    by_dict = merge_row(CovisitRow(0.0, {"a": 1.0}), {"b": 2.0, "a": 0.5}, 10.0, params)
+    by_entries = merge_row_entries(CovisitRow(0.0, {"a": 1.0}), ["b", "a"], [2.0, 0.5], 10.0, params)
+    assert by_entries == by_dict == CovisitRow(0.0, {"a": 2.0, "b": 4.0})
+    assert list(by_entries.scores) == ["a", "b"]
+
+
+def test_the_published_row_is_bounded_to_the_strongest_neighbours() -> None:
+    params = CovisitParams(max_neighbours=3)
+    row = None
+    for i in range(5):  # not yet pruned in memory: 5 <= 2 * 3
+        row = merge_row(row, {f"n{i}": float(i)}, 0.0, params)
+    assert len(row.scores) == 5
+    stored = published(row, params.max_neighbours)
+    assert stored.scores == {"n4": 4.0, "n3": 3.0, "n2": 2.0} and stored.landmark == row.landmark
+    assert published(stored, params.max_neighbours) is stored
+    assert list(stored.scores) == ["n4", "n3", "n2"]  # strongest first
+
+
+def test_published_rows_keep_the_earlier_of_equal_scores() -> None:
+    row = CovisitRow(0.0, {"z": 1.0, "b": 3.0, "y": 1.0, "a": 1.0, "c": 0.5})
+    assert published(row, 3).scores == {"b": 3.0, "z": 1.0, "y": 1.0}
+
+
+@pytest.mark.parametrize("size", [0, 3, 5, 9])
+def test_published_bytes_are_the_published_row_stored(size: int) -> None:
+    scores = {"z": 1.0, "b": 3.0, "y": 1.0, "a": 1.0, "c": 0.5, "d": 2.0, "e": 1e-300, "f": 2.0}
+    row = CovisitRow(7.0, dict(list(scores.items())[:size]))
+    for bound in (1, 3, 8):
+        data = published_bytes(row, bound)
+        assert data == published(row, bound).to_bytes()
+        assert CovisitRow.from_bytes(data) == published(row, bound)
+
+
+def _index_with(items: dict[str, np.ndarray]) -> CatalogIndex:
+    index = CatalogIndex("m", 2)
+    for item_id, vector in items.items():
+        index.upsert(item_id, vector, "m", None)
+    return index
+
+
+def test_evidence_weights_each_recent_row_by_recency_and_normalises_it() -> None:
+    unit = np.array([1.0, 0.0], dtype=np.float32)
+    index = _index_with({k: unit for k in "abxyz"})
+    index.set_covisits("a", CovisitRow(0.0, {"x": 3.0, "y": 1.0}))
+    index.set_covisits("b", CovisitRow(0.0, {"z": 100.0}))
+    profile = UserProfile(history=[("a", 0.0, 1.0), ("b", 1.0, 1.0)])
+    view = index.user_view(profile, history_items=10, covisit_items=10)
+    signal = covisit_signal(view, len(index))
+    rows = dict(zip(["a", "b", "x", "y", "z"], index.rows_of("abxyz"), strict=True))
+    # b is the most recent (weight 1, row sums to 1), a second (weight 1/2).
+    assert signal[rows["z"]] == pytest.approx(1.0)
+    assert signal[rows["x"]] == pytest.approx(0.5 * 0.75)
+    assert signal[rows["y"]] == pytest.approx(0.5 * 0.25)
+    index.set_covisits("b", None)
+    assert index.covisits_of("b") is None
+
+
+def test_covisited_item_is_ranked_first_with_its_reason() -> None:
+    # All items look the same to content; only co-visitation tells them apart.
+    unit = np.array([1.0, 0.0], dtype=np.float32)
+    index = _index_with({k: unit for k in ("seen", "after", "other1", "other2")})
+    index.set_covisits("seen", CovisitRow(0.0, {"after": 5.0, "other1": 1.0}))
+    profile = UserProfile(history=[("seen", 0.0, 1.0)])
+    config = RankingConfig(weight_covisit=1.0, covisit_items=5)
+    ranked = rank_catalog(index.user_view(profile, 10, config.covisit_items), index.view(), 0.0, config, k=3)
+    assert [r.item_id for r in ranked][:2] == ["after", "other1"]
+    assert ranked[0].reason == "covisited"
+    assert "seen" not in [r.item_id for r in ranked]
