@@ -15,15 +15,14 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.protocol.fetch import FetchRequest
-from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from stream.errors import BrokerUnavailable
-from stream.kafka import transport
+from stream.kafka import patches, transport
 
 if TYPE_CHECKING:
     from stream.config import Settings
@@ -151,7 +150,7 @@ async def true_end_offsets(consumer: AIOKafkaConsumer, listed: Mapping[TP, int])
     table recovery would then stop early. A fetch from that batch's start reports the true
     high watermark, and returns at most that one batch.
     """
-    client = consumer._client  # noqa: SLF001 - a raw request on the consumer's connections
+    client = patches.consumer_client(consumer)  # a raw request on the consumer's connections
     out = dict(listed)
     by_node: dict[int, dict[str, list[tuple[int, int, int]]]] = {}
     for tp, offset in listed.items():
@@ -175,22 +174,17 @@ async def true_end_offsets(consumer: AIOKafkaConsumer, listed: Mapping[TP, int])
     return out
 
 
-class _EmbeddedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    def _create_worker_consumer(self, transport: Any) -> Any:
-        consumer = super()._create_worker_consumer(transport)
-        # Faust passes a fixed fetch_max_wait_ms=1500 and offers no setting for it.
-        consumer._fetch_max_wait_ms = EMBEDDED_FETCH_MAX_WAIT_MS  # noqa: SLF001
-        return consumer
+class _EmbeddedConsumerThread(patches.ConsumerThread):
+    fetch_max_wait_ms = EMBEDDED_FETCH_MAX_WAIT_MS  # Faust's is a fixed 1500 ms
 
-    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
-        # Table recovery reads changelogs up to these offsets.
-        listed = await super()._highwaters(partitions)
-        return await true_end_offsets(self._ensure_consumer(), listed)
+    async def correct_end_offsets(
+        self, consumer: AIOKafkaConsumer, listed: Mapping[TP, int]
+    ) -> Mapping[TP, int]:
+        return await true_end_offsets(consumer, listed)
 
 
 class _EmbeddedConsumer(transport.Consumer):
-    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
-        return _EmbeddedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+    consumer_thread_class = _EmbeddedConsumerThread
 
 
 class EmbeddedTransport(transport.KafkaTransport):

@@ -6,11 +6,12 @@ suspension (a rebalance) with ``Service.wait_first``: four tasks and an
 in ``wait_first`` alone, more than the ranking. Nearly every delivery completes
 without waiting (the agent's queue has room), so :class:`Consumer` runs a delivery
 inline first and only falls back to Faust's race when the delivery has to wait; what
-happens to a waiting delivery, offsets and gaps is Faust's own code, unchanged.
+happens to a waiting delivery, offsets and gaps is Faust's own code, unchanged (the copy of
+Faust's fetch loop that makes this possible is ``stream.kafka.patches.DrainLoopConsumer``).
 Two rules are added: stream (not changelog) records fetched during a rebalance are not
 delivered, their partitions sought back to the committed offsets when it ends; and the
 commit due every ``broker_commit_every`` acknowledged messages runs beside delivery
-instead of inside it (see :meth:`Consumer._commit_beside_delivery`).
+instead of inside it (see :meth:`Consumer.commit_by_count`).
 
 Registered as the ``streamrank://`` broker scheme (entry point ``faust.transports``);
 ``tansu://`` (``stream.kafka.embedded``) builds on it.
@@ -19,13 +20,13 @@ Registered as the ``streamrank://`` broker scheme (entry point ``faust.transport
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, cast
 
-from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
-from mode import Service, ServiceT
+
+from stream.kafka import patches
 
 
 def run_until_blocked(coro: Coroutine[Any, Any, Any]) -> tuple[bool, Any]:
@@ -106,100 +107,21 @@ class RebalanceHold:
         return False
 
 
-class Consumer(faust_aiokafka.Consumer):
-    """Faust's aiokafka consumer, delivering messages inline until a delivery waits."""
+class Consumer(patches.DrainLoopConsumer):
+    """Faust's aiokafka consumer, delivering messages inline until a delivery waits.
+
+    Fills the points :class:`stream.kafka.patches.DrainLoopConsumer` opens in Faust's fetch
+    loop; what happens to a waiting delivery, offsets and gaps is Faust's own code.
+    """
 
     _count_commit: asyncio.Future | None = None
 
-    async def _drain_messages(self, fetcher: ServiceT) -> None:  # pragma: no cover - Faust's loop
-        # Faust's Consumer._drain_messages (faust-streaming 0.15), with the delivery
-        # ``await self.wait_first(callback(message), self.suspend_flow.wait())`` run inline
-        # first, stream records held during rebalances (RebalanceHold), and the commit by
-        # count started beside delivery rather than awaited (_commit_beside_delivery).
-        # tests/stream/test_transport.py fails when Faust's loop changes.
-        callback = self.callback
-        getmany = self.getmany
-        consumer_should_stop = cast(Service, self)._stopped.is_set  # noqa: SLF001
-        fetcher_should_stop = cast(Service, fetcher)._stopped.is_set  # noqa: SLF001
+    def new_record_hold(self) -> RebalanceHold:
+        """Stream records fetched during a rebalance are held (see :class:`RebalanceHold`)."""
+        tables = self.app.tables
+        return RebalanceHold(self.app, lambda tp: tp.topic in tables.changelog_topics)
 
-        get_read_offset = self._read_offset.__getitem__
-        set_read_offset = self._read_offset.__setitem__
-        flag_consumer_fetching = CONSUMER_FETCHING
-        set_flag = self.diag.set_flag
-        unset_flag = self.diag.unset_flag
-        commit_every = self._commit_every
-        acks_enabled_for = self.app.topics.acks_enabled_for
-        suspended = self.suspend_flow.is_set
-        held = RebalanceHold(self.app, self._is_changelog_tp)
-
-        yield_every = 100
-        num_since_yield = 0
-        sleep = asyncio.sleep
-
-        try:
-            while not (consumer_should_stop() or fetcher_should_stop()):
-                if held.seek_due():
-                    await self._seek_back()
-                set_flag(flag_consumer_fetching)
-                ait = cast(AsyncIterator, getmany(timeout=1.0))
-
-                # Sleeping because sometimes getmany is called in a loop
-                # never releasing to the event loop
-                await self.sleep(0)
-                if not self.should_stop:
-                    async for tp, message in ait:
-                        num_since_yield += 1
-                        if num_since_yield > yield_every:
-                            await sleep(0)
-                            num_since_yield = 0
-
-                        if not held.admit(tp):
-                            continue
-                        if held.seek_due():
-                            await self._seek_back()
-                            break  # the rest of this fetch predates the seek
-                        offset = message.offset
-                        r_offset = get_read_offset(tp)
-                        if r_offset is None or offset >= r_offset:
-                            gap = offset - (r_offset or 0)
-                            # We have a gap in income messages
-                            if gap > 1 and r_offset:
-                                acks_enabled = acks_enabled_for(message.topic)
-                                if acks_enabled:
-                                    await self._add_gap(tp, r_offset + 1, offset)
-                            if commit_every is not None and self._n_acked >= commit_every:
-                                self._n_acked = 0
-                                self._commit_beside_delivery()
-                            await self._deliver(callback(message), suspended())
-                            set_read_offset(tp, offset)
-                        else:
-                            self.log.dev(
-                                "DROPPED MESSAGE ROFF %r: k=%r v=%r",
-                                offset,
-                                message.key,
-                                message.value,
-                            )
-                    unset_flag(flag_consumer_fetching)
-
-        except self.consumer_stopped_errors:
-            if self.transport.app.should_stop:
-                # we're already stopping so ignore
-                self.log.info("Broker stopped consumer, shutting down...")
-                return
-            raise
-        except asyncio.CancelledError:
-            if self.transport.app.should_stop:
-                # we're already stopping so ignore
-                self.log.info("Consumer shutting down for user cancel.")
-                return
-            raise
-        except Exception as exc:
-            self.log.exception("Drain messages raised: %r", exc)
-            raise
-        finally:
-            unset_flag(flag_consumer_fetching)
-
-    def _commit_beside_delivery(self) -> None:
+    async def commit_by_count(self) -> None:
         """Start a commit, unless one is under way, without stopping delivery for it.
 
         Faust awaits this commit inside the loop that delivers every fetched message to
@@ -216,12 +138,12 @@ class Consumer(faust_aiokafka.Consumer):
         if running is None or running.done():
             self._count_commit = self.add_future(self.commit())
 
-    async def _seek_back(self) -> None:
+    async def seek_back(self) -> None:
         """Seek back to the committed offsets after records were held during a rebalance."""
         self.log.info("Seeking back to committed offsets: stream records were held during a rebalance")
         await self.perform_seek()
 
-    async def _deliver(self, delivery: Coroutine[Any, Any, Any], suspended: bool) -> None:
+    async def deliver(self, delivery: Coroutine[Any, Any, Any], suspended: bool) -> None:
         """Hand one message to the agents: inline, or raced against flow suspension if it waits."""
         if suspended:
             await self.wait_first(delivery, self.suspend_flow.wait())

@@ -17,7 +17,8 @@ What Faust's iterator does per event is done here per batch: stale events (of an
 earlier generation, or taken while flow is stopped) are acknowledged unprocessed,
 events are tracked for graceful shutdown and the sensors, and every event is
 acknowledged once its batch is processed, so offsets are committed only after it
-(at-least-once).
+(at-least-once). Those per-event steps copy Faust's stream iterator; they live in
+``stream.kafka.patches`` with the other uses of Faust internals.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from faust.types import EventT, StreamT
+from mode.utils.queues import ThrowableQueue
+
+from stream.kafka import patches
 
 
 async def take_available(
@@ -45,75 +49,42 @@ async def take_available(
     it, and a restart delivers it again. (The events agent dead-letters a batch that
     raises, so that it holds back neither commits nor rebalances.)
     """
-    app = stream.app
-    consumer = app.consumer
-    sensors = app.sensors
-    acking_topics = app.topics.acking_topics
-    queue = stream.channel.queue  # type: ignore[attr-defined]
-    get_nowait, empty = queue.get_nowait, queue.empty
+    queue = patches.channel_queue(stream)
     started_here = await stream.maybe_start()
     try:
         while not stream.should_stop:
             try:
-                taken: list[Any] = [await queue.get()]
+                taken = await _take(queue, max_events, linger_s)
             except StopAsyncIteration:
                 # Thrown into the queue to end the stream (as a worker stops). Raised
                 # inside an async generator it would become a RuntimeError and crash
                 # the agent; Faust's own iterator returns here too.
                 return
-            if linger_s > 0:
-                await asyncio.sleep(linger_s)
-            # The consumer delivers a fetch in runs, yielding to the loop between them:
-            # take runs until a turn of the loop brings nothing more.
-            while True:
-                while len(taken) < max_events and not empty():
-                    taken.append(get_nowait())
-                if len(taken) >= max_events:
-                    break
-                await asyncio.sleep(0)
-                if empty():
-                    break
-            admitted, sensor_states = _admit(stream, taken, consumer, sensors, acking_topics)
+            admitted, sensor_states = patches.admit_events(stream, taken)
             if admitted:
-                stream.events_total += len(admitted)  # type: ignore[attr-defined]
+                patches.count_events(stream, len(admitted))
                 yield admitted
             # Reached when the caller asks for the next batch: this one is processed.
             for event, state in zip(admitted, sensor_states, strict=True):
-                _ack(stream, event, sensors, state)
+                patches.ack_event(stream, event, state)
     finally:
         if started_here:
             await stream.stop()
 
 
-def _admit(
-    stream: StreamT, taken: list[Any], consumer: Any, sensors: Any, acking_topics: set[str]
-) -> tuple[list[EventT], list[Any]]:
-    """The events of ``taken`` to process, and the sensor state of each.
-
-    As Faust's stream iterator: events of an earlier consumer generation (fetched before
-    a rebalance) or taken while flow is stopped are acknowledged here, unprocessed.
-    """
-    flow_active = stream.app.flow_control.is_active()
-    generation = stream.app.consumer_generation_id
-    admitted: list[EventT] = []
-    states: list[Any] = []
-    for event in taken:
-        message = event.message
-        if not flow_active or message.generation_id != generation:
-            _ack(stream, event, sensors, None)
-            continue
-        if message.topic in acking_topics and not message.tracked:
-            message.tracked = True
-            consumer.track_message(message)
-        states.append(sensors.on_stream_event_in(message.tp, message.offset, stream, event))
-        admitted.append(event)
-    return admitted, states
-
-
-def _ack(stream: StreamT, event: EventT, sensors: Any, sensor_state: Any) -> None:
-    message = event.message
-    last_stream_to_ack = event.ack()
-    if sensor_state is not None:
-        sensors.on_stream_event_out(message.tp, message.offset, stream, event, sensor_state)
-    if last_stream_to_ack:
-        sensors.on_message_out(message.tp, message.offset, message)
+async def _take(queue: ThrowableQueue, max_events: int, linger_s: float) -> list[Any]:
+    """Wait for the queue's first item, then take what is waiting (at most ``max_events``)."""
+    get_nowait, empty = queue.get_nowait, queue.empty
+    taken: list[Any] = [await queue.get()]
+    if linger_s > 0:
+        await asyncio.sleep(linger_s)
+    # The consumer delivers a fetch in runs, yielding to the loop between them:
+    # take runs until a turn of the loop brings nothing more.
+    while True:
+        while len(taken) < max_events and not empty():
+            taken.append(get_nowait())
+        if len(taken) >= max_events:
+            return taken
+        await asyncio.sleep(0)
+        if empty():
+            return taken

@@ -1,40 +1,19 @@
 """Topics streamrank reads and writes.
 
 Input topics carry raw bytes: decoding happens in ``records`` so that malformed input
-reaches the dead-letter topic with its original bytes instead of failing in Faust.
+reaches the dead-letter topic with its original bytes instead of failing in Faust. Their
+events are made without Faust's codecs (``stream.kafka.patches.RawSchema``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import faust
-from faust.types import AppT, EventT, Message, TopicT
+from faust.types import TopicT
 
 from stream.config import Settings
-
-
-class RawSchema(faust.Schema):
-    """Raw keys and values: an event carries the bytes fetched, made without Faust's codecs.
-
-    Faust decodes every fetched message through its serializer registry, looking the
-    codec and the event class up in the app's settings each time; on raw topics that
-    decodes nothing, yet it was most of the per-message hand-off a profile of the worker
-    showed. Sending is Faust's own (raw serializers).
-    """
-
-    def __init__(self) -> None:
-        super().__init__(key_serializer="raw", value_serializer="raw")
-
-    def compile(self, app: AppT, **_: Any) -> Any:
-        """The decode function of the topic's channel: key and value as fetched."""
-        event_class = app.conf.Event
-
-        async def decode(message: Message, *, propagate: bool = False) -> EventT:
-            return event_class(app, message.key, message.value, message.headers, message)
-
-        return decode
+from stream.kafka.patches import RawSchema
 
 
 @dataclass(frozen=True, slots=True)

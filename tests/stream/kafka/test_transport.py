@@ -1,30 +1,17 @@
 """The transport: inline delivery (a coroutine run until it waits, then resumed as a task), the
-hold on stream records during a rebalance, and commits by count beside delivery."""
+hold on stream records during a rebalance, and commits by count beside delivery. The guard of
+the copy of Faust's fetch loop these plug into is in test_patches.py."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import inspect
 from collections.abc import Coroutine
 from typing import Any
 
 import pytest
-from faust.transport import consumer as faust_consumer
 from faust.types import TP
 
 from stream.kafka.transport import Consumer, RebalanceHold, resume, run_until_blocked
-
-# sha256 of faust-streaming 0.15's Consumer._drain_messages, which stream.kafka.transport.Consumer
-# copies with three changes (inline delivery; stream records held during rebalances; the
-# commit by count started beside delivery). A new Faust release that changes it must be
-# re-read and merged.
-FAUST_DRAIN_LOOP_SHA256 = "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417"
-
-
-def test_faust_drain_loop_is_the_one_the_transport_copies() -> None:
-    source = inspect.getsource(faust_consumer.Consumer._drain_messages)
-    assert hashlib.sha256(source.encode()).hexdigest() == FAUST_DRAIN_LOOP_SHA256
 
 
 async def _no_wait(log: list[str]) -> str:
@@ -147,7 +134,7 @@ def test_a_rebalance_without_held_records_needs_no_seek() -> None:
 
 
 class _CommittingConsumer:
-    """What Consumer._commit_beside_delivery uses of the consumer: its futures and commit."""
+    """What Consumer.commit_by_count uses of the consumer: its futures and commit."""
 
     _count_commit: asyncio.Future | None = None
 
@@ -167,18 +154,34 @@ class _CommittingConsumer:
 def test_a_commit_by_count_runs_beside_delivery_one_at_a_time() -> None:
     async def main() -> None:
         consumer = _CommittingConsumer()
-        start = Consumer._commit_beside_delivery
-        start(consumer)  # returns at once: delivery does not wait for the flush
+        start = Consumer.commit_by_count
+        await start(consumer)  # returns at once: no wait for the flush
         await asyncio.sleep(0)
         assert consumer.commits_started == 1
-        start(consumer)  # due again while the first is under way: it covers those acks too
+        await start(consumer)  # due again while the first runs: it covers those acks
         await asyncio.sleep(0)
         assert consumer.commits_started == 1
         consumer.release.set()
         await consumer._count_commit
-        start(consumer)
+        await start(consumer)
         await asyncio.sleep(0)
         assert consumer.commits_started == 2
         await consumer._count_commit
 
     asyncio.run(main())
+
+
+def test_records_of_changelog_topics_pass_the_hold_of_a_consumer() -> None:
+    class _Tables:
+        changelog_topics = frozenset({"streamrank-user-profiles-changelog"})
+
+    class _RebalancingApp:
+        rebalancing = True
+        tables = _Tables()
+
+    class _ConsumerOfApp:
+        app = _RebalancingApp()
+
+    hold = Consumer.new_record_hold(_ConsumerOfApp())
+    assert hold.admit(TP("streamrank-user-profiles-changelog", 0))
+    assert not hold.admit(TP("events", 0))

@@ -167,3 +167,21 @@ def test_a_stream_ended_by_its_channel_ends_the_batches_without_an_error() -> No
         assert event.message.acked
 
     _run(main)
+
+
+def test_a_stream_ended_while_a_batch_is_being_taken_ends_the_batches_without_an_error() -> None:
+    """The end can be thrown between the first event and the rest of a batch."""
+
+    async def main() -> None:
+        app, stream = _stream()
+        event = _event(app)
+        _put(stream, event)
+        batches = take_available(stream, 500, linger_s=0.2).__aiter__()
+        taking = asyncio.ensure_future(batches.__anext__())
+        await asyncio.sleep(0.05)  # it holds the first event and lingers for more
+        await stream.channel.throw(StopAsyncIteration())  # type: ignore[attr-defined]
+        with pytest.raises(StopAsyncIteration):  # the end of the batches, not a RuntimeError
+            await taking
+        assert not event.message.acked  # never processed: delivered again after a restart
+
+    _run(main)
