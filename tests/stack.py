@@ -81,3 +81,15 @@ class Stack:
         for worker in self.workers:
             worker.stop()
         self.kafka.close()
+
+
+def read_table(settings: Settings, table: str) -> dict[str, bytes]:
+    """The latest value of every key in a table's changelog (deleted keys left out)."""
+    reader = consumer(settings, f"{settings.app_id}-{table}-changelog", consumer_timeout_ms=1000)
+    latest: dict[str, bytes | None] = {}
+    try:
+        for message in reader:
+            latest[json.loads(message.key)] = message.value  # Faust's keys of type str are JSON
+    finally:
+        reader.close()
+    return {key: value for key, value in latest.items() if value is not None}

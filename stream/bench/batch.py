@@ -19,9 +19,8 @@ Then the other half of the item statistics, per event: the owner's window
 (``count_item_popularity``: decoding the window's messages, merging them into the stored
 entries, writing the entries in their stored form) and every worker's replay of those
 writes into its catalog, on windows of ``--window-events`` events taken in live-sized
-batches. Faust's table writes and Kafka are left out. The agents' per-batch and per-window
-glue is repeated here with the same functions, so a change to an agent's steps has to be
-made here too.
+batches. Faust's table writes and Kafka are left out. Batches go through ``core.batch.apply_batch`` and
+windows through ``core.window.StatisticsWindow``, the agents' own paths.
 """
 
 from __future__ import annotations
@@ -140,10 +139,13 @@ class _Stream:
 
     def __init__(self, settings: Settings, data: Path, max_items: int | None = None) -> None:
         from encoders.text import TextEncoder
-        from stream.core.catalog import ModelCatalog
+        from stream.core.batch import BatchParams, StoredProfiles
         from stream.core.contracts import ItemUpsert, decode_item
+        from stream.core.covisit import CovisitParams
+        from stream.core.model_catalog import ModelCatalog
         from stream.core.profiles import ProfileParams
         from stream.core.ranking import RankingConfig
+        from stream.core.window import StatisticsWindow
         from stream.datasets import movielens
         from stream.eval.movielens import encode_cached
 
@@ -175,17 +177,15 @@ class _Stream:
             if r.movie_id in catalog
         ]
         self.position = 0
-        self.profile_params = ProfileParams(
-            settings.interest_half_life_s, settings.history_size, settings.pending_size, encoder.model_id
-        )
-        self.covisit_params = settings.covisit_params()
+        self.profile_params = ProfileParams.from_settings(settings, encoder.model_id)
+        self.covisit_params = CovisitParams.from_settings(settings)
         self.ranking = RankingConfig.from_settings(settings)
-        self.stored: dict[str, bytes] = {}
-        self.popularity: dict[str, tuple[float, float]] = {}
-        self.covisits: dict[str, Any] = {}
-        # The statistics tables as a worker holds them (stored forms), for the windows.
-        self.popularity_table: dict[str, bytes] = {}
-        self.covisit_table: dict[str, bytes] = {}
+        self.params = BatchParams(
+            self.profile_params, self.covisit_params, settings.event_weights, settings.popularity_half_life_s
+        )
+        self.profiles = StoredProfiles()
+        # The statistics tables as a worker holds them (stored forms), merged by one owner.
+        self.window = StatisticsWindow({}, {}, settings.popularity_half_life_s, self.covisit_params)
 
     def take(self, n: int) -> list[bytes]:
         """The next ``n`` event messages in time order (cycling at the end)."""
@@ -198,141 +198,66 @@ class _Stream:
 
         Returns the batch's statistics messages and its number of users.
         """
-        from stream.core.batch import apply_user_events
-        from stream.core.contracts import InteractionEvent, decode_event, recommendation_payload
-        from stream.core.profiles import UserProfile
-        from stream.core.ranking import rank_catalog_batch
-        from stream.core.statistics import ItemIncrements
+        from stream.core.batch import StepClock, apply_batch
+        from stream.core.contracts import decode_event
+        from stream.core.outputs import encode_recommendation
+        from stream.kafka.partitioner import owner_partition
 
         settings, now = self.settings, time.perf_counter
         started = now()
         records = [decode_event(raw, settings.event_weights) for raw in batch]
         clock["decode"] += now() - started
-        by_user: dict[str, list[InteractionEvent]] = {}
-        for record in records:
-            by_user.setdefault(record.user_id, []).append(record)
-        profiles: list[tuple[str, UserProfile, list[InteractionEvent]]] = []
-        started = now()
-        increments = ItemIncrements.of_batch(records, settings.event_weights, settings.popularity_half_life_s)
-        clock["statistics messages"] += now() - started
-        for user_id, events in by_user.items():
-            started = now()
-            raw = self.stored.get(user_id)
-            profile = None if raw is None else UserProfile.from_bytes(raw)
-            clock["profile read"] += now() - started
-            started = now()
-            update = apply_user_events(
-                profile,
-                events,
-                self.index.vector_of,
-                self.profile_params,
-                settings.event_weights,
-                self.covisit_params,
-                increments,
-            )
-            clock["profile update"] += now() - started
-            started = now()
-            self.stored[user_id] = update.profile.to_bytes()
-            clock["profile write"] += now() - started
-            profiles.append((user_id, update.profile, events))
-        started = now()
-        views = self.index.user_views(
-            [p for _, p, _ in profiles], self.ranking.history_items, self.ranking.covisit_items
+        outcome = apply_batch(
+            records, self.profiles, self.index, self.params, ranking=self.ranking, clock=StepClock(clock)
         )
-        clock["similarity rows"] += now() - started
         started = now()
-        at = max(p.last_event_ts for _, p, _ in profiles)
-        ranked = rank_catalog_batch(views, self.index.view(), [at] * len(profiles), self.ranking)
-        clock["ranking"] += now() - started
-        started = now()
-        messages = list(increments.messages_by_owner(settings.topic_partitions).values())
+        partitions = settings.topic_partitions
+        by_owner = outcome.increments.messages_by_owner(lambda key: owner_partition(key, partitions))
+        messages = list(by_owner.values())
         clock["statistics messages"] += now() - started
         started = now()
-        for (user_id, profile, events), items in zip(profiles, ranked, strict=True):
-            payload = recommendation_payload(
-                user_id,
+        for user, items in zip(outcome.users, outcome.ranked or [], strict=True):
+            encode_recommendation(
+                user.user_id,
                 items,
                 model=self.index.model_id,
-                event_ts=max(e.ts for e in events),
+                event_ts=max(e.ts for e in user.events),
                 emitted_ts=time.time(),
-                profile_events=profile.n_events,
+                profile_events=user.profile.n_events,
             )
-            json.dumps(payload, separators=(",", ":")).encode("utf-8")
         clock["list payloads"] += now() - started
-        return messages, len(profiles)
+        return messages, len(outcome.users)
 
     def merge_statistics(self, messages: list[bytes]) -> None:
-        """Merge statistics messages as each item's owner does (not timed)."""
-        from stream.core.statistics import decode_message, merge_message
+        """Merge statistics messages into the owner's window, as each item's owner does."""
+        from stream.core.formats import decode_message
 
-        for message in messages:  # the entries are kept here, so nothing is stored elsewhere
-            merge_message(
-                decode_message(message),
-                self.popularity,
-                self.covisits,
-                lambda _: (0.0, 0.0),
-                lambda _: None,
-                self.settings.popularity_half_life_s,
-                self.covisit_params,
-            )
+        for message in messages:
+            self.window.merge(decode_message(message))
 
     def publish_statistics(self) -> None:
-        """Hand merged statistics to the index, as a window's writes reach every worker."""
-        from stream.core import covisit
-
-        for item_id, (score, ref_ts) in self.popularity.items():
-            self.index.set_popularity(item_id, score, ref_ts)
-        for row_id, row in self.covisits.items():
-            self.index.set_covisits(row_id, covisit.published(row, self.covisit_params.max_neighbours))
-
-    def fill_tables(self) -> None:
-        """Store the merged statistics in the tables, as the owners' last windows wrote them."""
-        from stream.core import covisit, popularity
-
-        for item_id, (score, ref_ts) in self.popularity.items():
-            self.popularity_table[item_id] = popularity.encode_entry(score, ref_ts)
-        for row_id, row in self.covisits.items():
-            self.covisit_table[row_id] = covisit.published_bytes(row, self.covisit_params.max_neighbours)
+        """Write the window to the tables and the index, as an owner's write reaches every worker."""
+        for _ in self.window.write(self.index):
+            pass
 
     def owner_window(self, messages: list[bytes], clock: Counter[str]) -> int:
         """One statistics window as ``count_item_popularity`` runs it, then its replay.
 
         Returns the number of entries written.
         """
-        from stream.core import covisit, popularity
-        from stream.core.statistics import decode_message, merge_message, write_window
+        from stream.core.formats import decode_message
         from stream.pipeline.tables import apply_covisit_entry, apply_popularity_entry
 
-        now, half_life = time.perf_counter, self.settings.popularity_half_life_s
+        now = time.perf_counter
         started = now()
         values = [decode_message(raw) for raw in messages]  # as the owner decodes them
         clock["deliver"] += now() - started
         started = now()
-        merged: dict[str, tuple[float, float]] = {}
-        rows: dict[str, covisit.CovisitRow] = {}
-        popularity_table, covisit_table = self.popularity_table, self.covisit_table
         for value in values:
-            merge_message(
-                value,
-                merged,
-                rows,
-                lambda item_id: popularity.decode_entry(popularity_table.get(item_id)),
-                lambda row_id: covisit.stored_row(covisit_table.get(row_id)),
-                half_life,
-                self.covisit_params,
-            )
+            self.window.merge(value)
         clock["merge"] += now() - started
         started = now()
-        written = list(
-            write_window(
-                merged,
-                rows,
-                self.popularity_table,
-                self.covisit_table,
-                self.catalog,
-                self.covisit_params.max_neighbours,
-            )
-        )
+        written = list(self.window.write(self.catalog))
         clock["write"] += now() - started
         started = now()
         for is_row, key, entry in written:  # what every worker does with each changelog record
@@ -380,7 +305,6 @@ def measure(
                 cost.users += users
             costs.append(cost)
         # The windows come last, so the batch sizes measure the same events as without them.
-        stream.fill_tables()
         window = WindowCost()
         for _ in range(windows):
             messages = []

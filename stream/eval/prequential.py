@@ -20,14 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from stream.core import covisit, popularity
-from stream.core.batch import apply_user_events
+from stream.core import popularity
+from stream.core.batch import BatchParams, StoredProfiles, apply_batch, apply_user_events
 from stream.core.catalog import CatalogIndex
 from stream.core.contracts import InteractionEvent
-from stream.core.covisit import CovisitParams, CovisitRow
+from stream.core.covisit import CovisitParams
+from stream.core.formats import decode_message
 from stream.core.profiles import ProfileParams, UserProfile
-from stream.core.ranking import CatalogView, RankingConfig, UserView, rank_catalog_batch
+from stream.core.ranking import RankingConfig, rank_catalog_batch
 from stream.core.statistics import ItemIncrements
+from stream.core.views import CatalogView, UserView
+from stream.core.window import StatisticsWindow
 
 METHODS = ("random", "popularity", "content", "covisit", "hybrid")
 # Breaks ties among items without co-visitation evidence in the collaborative-only
@@ -112,9 +115,11 @@ class MethodTotals:
 class StreamState:
     """Everything a fleet of workers holds, in one process, updated event by event.
 
-    Profiles play the ``user-profiles`` table; the index plays the global tables
-    (catalog, popularity, co-visitation) exactly as the workers' changelog handlers
-    apply them.
+    Events go through ``core.batch.apply_batch`` and their statistics through an
+    owner's ``core.window.StatisticsWindow``, the workers' own path: profiles and the
+    statistics tables are kept in their stored forms, and the index plays the global
+    tables (catalog, popularity, co-visitation) exactly as the workers' changelog
+    handlers apply them.
 
     With ``baseline_popularity_half_life_s``, decayed counts at that half-life are kept
     beside production's for the popularity baseline: a baseline tuned on its own, not
@@ -131,64 +136,44 @@ class StreamState:
         baseline_popularity_half_life_s: float | None = None,
     ) -> None:
         self.index = index
-        self.profile_params = profile_params
-        self.covisit_params = covisit_params
-        self.event_weights = dict(event_weights)
-        self.popularity_half_life_s = popularity_half_life_s
-        self.profiles: dict[str, UserProfile] = {}
+        self.params = BatchParams(profile_params, covisit_params, dict(event_weights), popularity_half_life_s)
+        self.profiles = StoredProfiles()
         self.interacted: dict[str, set[str]] = {}
-        self._popularity: dict[str, tuple[float, float]] = {}
-        self._covisits: dict[str, CovisitRow] = {}
+        self.window = StatisticsWindow({}, {}, popularity_half_life_s, covisit_params)
         self.baseline_popularity_half_life_s = baseline_popularity_half_life_s
         # (score, ref_ts) per catalog row of the baseline's counts.
         self._baseline_rows = np.zeros((0, 2))
 
-    def apply_to_profile(
-        self, user_id: str, events: Sequence[InteractionEvent], increments: ItemIncrements | None = None
-    ) -> None:
-        """Apply one user's events to their profile, their co-visitation pairs added to
-        ``increments`` (None: none formed)."""
+    def profile(self, user_id: str) -> UserProfile | None:
+        """The user's profile as the ``user-profiles`` table holds it (None: no events yet)."""
+        return self.profiles.load(user_id)
+
+    def apply_to_profile(self, user_id: str, events: Sequence[InteractionEvent]) -> None:
+        """Apply one user's events to their profile alone (no statistics), e.g. a history
+        that seeds it."""
+        p = self.params
         update = apply_user_events(
-            self.profiles.get(user_id),
-            events,
-            self.index.vector_of,
-            self.profile_params,
-            self.event_weights,
-            self.covisit_params,
-            increments,
+            self.profiles.load(user_id), events, self.index.vector_of, p.profile, p.event_weights, p.covisit
         )
-        self.profiles[user_id] = update.profile
+        self.profiles.save(user_id, update.profile)
         self.interacted.setdefault(user_id, set()).update(e.item_id for e in events)
 
     def apply(self, events: Sequence[InteractionEvent]) -> None:
-        """Apply a batch of events as the workers would (profiles, then item statistics)."""
-        by_user: dict[str, list[InteractionEvent]] = {}
-        for ev in events:
-            by_user.setdefault(ev.user_id, []).append(ev)
-        increments = ItemIncrements.of_batch(events, self.event_weights, self.popularity_half_life_s)
-        for user_id, user_events in by_user.items():
-            self.apply_to_profile(user_id, user_events, increments)
-        for item_id, score in increments.popularity.items():
-            old_score, old_ts = self._popularity.get(item_id, (0.0, 0.0))
-            merged = popularity.merge(old_score, old_ts, score, increments.ts, self.popularity_half_life_s)
-            self._popularity[item_id] = merged
-            self.index.set_popularity(item_id, *merged)
+        """Apply a batch of events as the workers would: profiles, then one owner's window
+        of the batch's statistics message, written and replayed into the index."""
+        outcome = apply_batch(events, self.profiles, self.index, self.params)
+        for user in outcome.users:
+            self.interacted.setdefault(user.user_id, set()).update(e.item_id for e in user.events)
+        self.window.merge(decode_message(outcome.increments.to_bytes()))
+        for _ in self.window.write(self.index):
+            pass
         if self.baseline_popularity_half_life_s is not None:
             self._apply_baseline(events)
-        for row_id, neighbours, values in increments.pair_sums().row_slices():
-            row = covisit.merge_row_entries(
-                self._covisits.get(row_id), neighbours, values, increments.ts, self.covisit_params
-            )
-            # As a worker: the row kept is the one written to the table, which the next
-            # merge starts from.
-            stored = covisit.published(row, self.covisit_params.max_neighbours)
-            self._covisits[row_id] = stored
-            self.index.set_covisits(row_id, stored)
 
     def _apply_baseline(self, events: Sequence[InteractionEvent]) -> None:
         half_life = self.baseline_popularity_half_life_s
         increments = ItemIncrements(ts=max(ev.ts for ev in events))
-        increments.add_events(events, self.event_weights, half_life)
+        increments.add_events(events, self.params.event_weights, half_life)
         ids = list(increments.popularity)
         rows = self.index.rows_of(ids)  # every id has a row: production's counts made it
         if rows.max(initial=-1) >= len(self._baseline_rows):
@@ -213,7 +198,7 @@ class StreamState:
 
     def user_view(self, user_id: str, config: RankingConfig) -> UserView:
         """The ranking view of a user, excluding every item the user interacted with."""
-        view = self.index.user_view(self.profiles.get(user_id), config.history_items, config.covisit_items)
+        view = self.index.user_view(self.profile(user_id), config.history_items, config.covisit_items)
         seen = self.index.rows_of(self.interacted.get(user_id, ()))
         return dataclasses.replace(view, seen_rows=seen[seen >= 0])
 
@@ -262,7 +247,7 @@ def prequential(
             item = pending_items[next_item]
             state.index.upsert(item.item_id, item.vector, model_id, item.item_ts)
             next_item += 1
-        profile = state.profiles.get(event.user_id)
+        profile = state.profile(event.user_id)
         if scored[position] and profile is not None and profile.n_events >= min_history:
             n_scored += 1
             catalog = state.index.view()

@@ -6,7 +6,7 @@ Every ``reencode_interval_s`` each worker re-encodes, ``item_batch_size`` at a t
 items of its ``items`` partitions that lack a vector of the configured model, from the text kept
 in their catalog entry, and writes the new entries. Scoring keeps reading the old model's index
 meanwhile; once every live item has a vector of the configured model, scoring moves to it in
-one assignment (:meth:`stream.core.catalog.ModelCatalog.try_switch`).
+one assignment (:meth:`stream.core.model_catalog.ModelCatalog.try_switch`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from stream.core import popularity
-from stream.pipeline.agents import Pipeline, catalog_entry
+from stream.kafka.partitioner import owner_partition
+from stream.pipeline.agents.context import Pipeline
+from stream.pipeline.agents.items import catalog_entry
 from stream.pipeline.tables import apply_catalog_entry
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ def register_reencoder(app: faust.App, ctx: Pipeline) -> None:
             tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.items_topic
         }
         partitions = settings.topic_partitions
-        return lambda item_id: popularity.owner_partition(item_id, partitions) in assigned
+        return lambda item_id: owner_partition(item_id, partitions) in assigned
 
     @app.task
     async def reencode_catalog() -> None:

@@ -8,15 +8,24 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from stream.core.profiles import UserProfile
-from stream.pipeline.agents import Pipeline
+from stream.core.profiles import UserProfile, encode_vector
+from stream.pipeline.agents.context import Pipeline
 
 
 def profile_summary(profile: UserProfile) -> dict[str, Any]:
-    """A profile as JSON (the stored form) plus whether it holds an interest vector."""
-    data = profile.to_dict()
-    data["has_interest"] = profile.has_interest
-    return data
+    """A profile as JSON (its vector as base64 float32) plus whether it holds an interest vector."""
+    return {
+        "vector": None if profile.vector is None else encode_vector(profile.vector),
+        "mass": profile.mass,
+        "ref_ts": profile.ref_ts,
+        "model_id": profile.model_id,
+        "counts": profile.counts,
+        "n_events": profile.n_events,
+        "last_event_ts": profile.last_event_ts,
+        "history": [list(entry) for entry in profile.history],
+        "pending": [list(entry) for entry in profile.pending],
+        "has_interest": profile.has_interest,
+    }
 
 
 def register_pages(app: faust.App, ctx: Pipeline) -> None:

@@ -10,15 +10,18 @@ from prometheus_client import CollectorRegistry, PlatformCollector, ProcessColle
 from threadpoolctl import threadpool_limits
 
 from encoders.config import EncoderSettings
-from encoders.text import TextEncoder, model_signature
+from encoders.signature import model_signature
+from encoders.text import TextEncoder
 from stream.config import Settings
-from stream.core.catalog import ModelCatalog
+from stream.core.covisit import CovisitParams
+from stream.core.model_catalog import ModelCatalog
 from stream.core.profiles import ProfileParams
 from stream.core.ranking import RankingConfig
 from stream.encoding.client import RemoteEncoder
 from stream.encoding.embedder import ItemEmbedder
 from stream.kafka.admin import ensure_topics
-from stream.pipeline.agents import Pipeline, register_agents
+from stream.pipeline.agents import register_agents
+from stream.pipeline.agents.context import Pipeline
 from stream.pipeline.app import create_app
 from stream.pipeline.memory import freeze_startup_objects, time_collections
 from stream.pipeline.metrics import Metrics
@@ -71,13 +74,8 @@ def build_worker(settings: Settings, encoder: TextEncoder | None = None) -> tupl
         embedder=embedder,
         metrics=metrics,
         ranking=RankingConfig.from_settings(settings),
-        profile_params=ProfileParams(
-            half_life_s=settings.interest_half_life_s,
-            history_size=settings.history_size,
-            pending_size=settings.pending_size,
-            model_id=embedder.model_id,
-        ),
-        covisit_params=settings.covisit_params(),
+        profile_params=ProfileParams.from_settings(settings, embedder.model_id),
+        covisit_params=CovisitParams.from_settings(settings),
     )
     register_agents(app, pipeline)
     register_reencoder(app, pipeline)

@@ -23,9 +23,8 @@ from stream.core.contracts import InteractionEvent, decode_event
 from stream.core.profiles import decay
 from stream.core.statistics import ItemIncrements
 from stream.datasets import movielens
-from stream.kafka.admin import consumer
 from stream.tools.process import WorkerProcess, sample_sum
-from tests.stack import Stack
+from tests.stack import Stack, read_table
 
 pytestmark = [pytest.mark.kafka, pytest.mark.model, pytest.mark.slow]
 
@@ -44,7 +43,7 @@ def expected_statistics(
     event at a time: each user's pairs formed with the history the worker keeps."""
     sums = ItemIncrements(ts=ts)
     sums.add_events(events, settings.event_weights, settings.popularity_half_life_s)
-    params = settings.covisit_params()
+    params = covisit.CovisitParams.from_settings(settings)
     histories: dict[str, list[tuple[str, float, float]]] = {}
     rows: dict[str, dict[str, float]] = {}
     for ev in events:
@@ -56,18 +55,6 @@ def expected_statistics(
         history.append((ev.item_id, ev.ts, ev.weight))
         del history[: -settings.history_size]
     return sums.popularity, rows
-
-
-def read_table(settings: Settings, table: str) -> dict[str, bytes]:
-    """The latest value of every key in a table's changelog (deleted keys left out)."""
-    reader = consumer(settings, f"{settings.app_id}-{table}-changelog", consumer_timeout_ms=1000)
-    latest: dict[str, bytes | None] = {}
-    try:
-        for message in reader:
-            latest[json.loads(message.key)] = message.value  # Faust's keys of type str are JSON
-    finally:
-        reader.close()
-    return {key: value for key, value in latest.items() if value is not None}
 
 
 def stored_statistics(settings: Settings, ts: float) -> tuple[dict[str, float], dict[str, dict[str, float]]]:

@@ -9,9 +9,7 @@ import pytest
 
 from stream.core.catalog import CatalogIndex
 from stream.core.contracts import InteractionEvent
-from stream.core.covisit import CovisitParams
 from stream.core.profiles import ProfileParams
-from stream.core.ranking import RankingConfig
 from stream.eval.prequential import (
     METHODS,
     CatalogItem,
@@ -21,6 +19,7 @@ from stream.eval.prequential import (
     prequential,
     rank_metrics,
 )
+from tests.params import covisit_params, ranking_config
 
 DIM = 8
 
@@ -46,7 +45,7 @@ def test_totals_average_over_scored_lists_and_count_coverage() -> None:
 
 
 def test_methods_differ_only_in_weights() -> None:
-    hybrid = RankingConfig(weight_covisit=0.7, weight_era=0.2, history_items=7)
+    hybrid = ranking_config(weight_covisit=0.7, weight_era=0.2, history_items=7)
     configs = method_configs(hybrid)
     assert configs["hybrid"] is hybrid
     assert configs["popularity"].weight_popularity == 1.0
@@ -70,7 +69,7 @@ def _state(popularity_half_life_s: float = 1e9, baseline_half_life_s: float | No
     return StreamState(
         CatalogIndex("m", DIM),
         ProfileParams(half_life_s=1e9, history_size=50, pending_size=10, model_id="m"),
-        CovisitParams(window=3, window_s=1e9, half_life_s=1e9),
+        covisit_params(window=3, window_s=1e9, half_life_s=1e9),
         {"view": 1.0},
         popularity_half_life_s,
         baseline_half_life_s,
@@ -100,7 +99,7 @@ def test_collaborative_pattern_learned_from_others_is_found_before_the_event() -
     events += _session("target", ["i1", "i2", "i3", "i4", "i5", "i6"], 10_000.0)
     scored = np.zeros(len(events), dtype=bool)
     scored[-1] = True
-    n, results = prequential(_state(), _items(40), events, scored, RankingConfig(weight_covisit=1.0))
+    n, results = prequential(_state(), _items(40), events, scored, ranking_config(weight_covisit=1.0))
     assert n == 1
     assert results["covisit"]["hr@10"] == 1.0
     assert results["covisit"]["mrr@10"] == 1.0  # i1..i5 are seen: i6 is the only evidence
@@ -113,7 +112,7 @@ def test_the_scored_event_never_informs_its_own_score() -> None:
     events.append(_view("u", "i39", 10.0))
     scored = np.zeros(len(events), dtype=bool)
     scored[-1] = True
-    config = RankingConfig(weight_interest=0.0, weight_history=0.0, weight_covisit=1.0)
+    config = ranking_config(weight_interest=0.0, weight_history=0.0, weight_covisit=1.0)
     _, results = prequential(_state(), _items(40), events, scored, config, methods=["covisit", "popularity"])
     assert results["covisit"]["hr@10"] == 0.0
     assert results["popularity"]["hr@10"] == 0.0
@@ -124,7 +123,7 @@ def test_items_from_the_future_are_never_recommended() -> None:
     events = [*_session("u", [f"i{j}" for j in range(6)], 0.0), _view("u", "late", 10.0)]
     scored = np.zeros(len(events), dtype=bool)
     scored[-1] = True
-    n, results = prequential(_state(), items, events, scored, RankingConfig(), k=50)
+    n, results = prequential(_state(), items, events, scored, ranking_config(), k=50)
     assert n == 1
     assert all(r["hr@50"] == 0.0 for r in results.values())
 
@@ -132,7 +131,7 @@ def test_items_from_the_future_are_never_recommended() -> None:
 def test_users_with_short_histories_are_not_scored() -> None:
     events = _session("u", ["i1", "i2", "i3"], 0.0)
     scored = np.ones(len(events), dtype=bool)
-    n, _ = prequential(_state(), _items(10), events, scored, RankingConfig(), min_history=5)
+    n, _ = prequential(_state(), _items(10), events, scored, ranking_config(), min_history=5)
     assert n == 0
 
 
@@ -148,7 +147,7 @@ def test_the_popularity_baseline_decays_with_its_own_half_life(
     scored[-1] = True
     # Production's 10-second half-life has forgotten i1; a baseline with its own long one has not.
     state = _state(popularity_half_life_s=10.0, baseline_half_life_s=baseline_half_life_s)
-    config = RankingConfig(popularity_half_life_s=10.0)
+    config = ranking_config(popularity_half_life_s=10.0)
     n, results = prequential(state, _items(10), events, scored, config, k=1, methods=["popularity"])
     assert n == 1
     assert results["popularity"]["hr@1"] == hit

@@ -12,7 +12,8 @@ from faust import streams as faust_streams
 from faust.types import Message
 from prometheus_client import CollectorRegistry
 
-from stream.pipeline.agents import _bind_table_partition, dead_letter_failed_batch
+from stream.kafka.patches import set_current_event
+from stream.pipeline.agents.context import dead_letter_failed_batch
 from stream.pipeline.metrics import Metrics
 
 
@@ -32,7 +33,7 @@ def test_binding_sets_the_current_event_faust_tables_read_in_this_task_only() ->
 
         other = asyncio.create_task(drainer())
         await asyncio.sleep(0)
-        _bind_table_partition(batch_event)  # type: ignore[arg-type]
+        set_current_event(batch_event)  # type: ignore[arg-type]
         bound.set()
         await other
         assert faust_streams.current_event() is batch_event

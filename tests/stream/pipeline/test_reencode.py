@@ -17,11 +17,13 @@ from prometheus_client import CollectorRegistry
 from encoders.config import EncoderSettings
 from encoders.text import TextEncoder
 from stream.config import Settings
-from stream.core.catalog import ModelCatalog
+from stream.core.covisit import CovisitParams
+from stream.core.model_catalog import ModelCatalog
 from stream.core.profiles import ProfileParams
 from stream.core.ranking import RankingConfig
 from stream.encoding.embedder import ItemEmbedder
-from stream.pipeline.agents import Pipeline, catalog_entry
+from stream.pipeline.agents.context import Pipeline
+from stream.pipeline.agents.items import catalog_entry
 from stream.pipeline.metrics import Metrics
 from stream.pipeline.reencode import reencode_round
 from stream.pipeline.tables import apply_catalog_entry
@@ -84,7 +86,7 @@ def test_switching_models_re_encodes_in_the_background_then_swaps_once() -> None
         metrics=metrics,
         ranking=RankingConfig.from_settings(settings),
         profile_params=ProfileParams(1.0, 10, 10, new.model_id),
-        covisit_params=settings.covisit_params(),
+        covisit_params=CovisitParams.from_settings(settings),
     )
     assert catalog.active.model_id == old.model_id
 
@@ -139,7 +141,7 @@ def test_an_entry_changed_while_encoding_is_not_overwritten() -> None:
         metrics=metrics,
         ranking=RankingConfig.from_settings(settings),
         profile_params=ProfileParams(1.0, 10, 10, new.model_id),
-        covisit_params=settings.covisit_params(),
+        covisit_params=CovisitParams.from_settings(settings),
     )
     assert asyncio.run(reencode_round(ctx, lambda item_id: True)) == 0
     assert item_catalog["a"]["text"] == "Heat (1995) remastered"
