@@ -17,6 +17,7 @@ from stream.config import Settings
 # Subcommand name -> module implementing it.
 BENCHMARKS: dict[str, str] = {
     "batch": "stream.bench.batch",
+    "codecs": "stream.bench.codecs",
     "encoder": "stream.bench.encoder",
     "stream": "stream.bench.stream",
 }

@@ -1,20 +1,88 @@
-"""Message contracts: decode and validate input bytes, build output payloads.
+"""Input contracts: decode and validate the bytes of events, items and rerank requests.
+
+The input contracts on the wire are msgspec Structs: :class:`EventMessage` (topic
+``events``), :class:`ItemMessage` (``items``) and :class:`RerankRequestMessage`
+(``rerank-requests``); the outputs are in ``core.outputs``. Their JSON Schemas, generated
+from the Structs (``core.schemas``, ``streamrank schemas``), are checked in under
+``schemas/``.
 
 Input topics carry raw bytes so that every malformed message can be dead-lettered with
-its original bytes; these functions are the single place where bytes become typed
-records. Pure: no Faust, no Kafka.
+its original bytes; the ``decode_*`` functions are the single place where bytes become
+typed records. ``msgspec.json.decode`` checks the types and the constraints a schema
+states (id lengths, signs); the checks that depend on settings (event types, the text
+and candidate limits) follow. Every malformed message raises ``InvalidMessage`` with a
+reason of ``errors.REASONS``. Pure: no Faust, no Kafka.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
 
 from stream.errors import InvalidMessage
+
+# An id: a string of 1..256 characters, or an integer (MovieLens, SQL keys) that is
+# normalised to its decimal string.
+Id = Annotated[str, Meta(min_length=1, max_length=256)] | int
+_MAX_ID_CHARS = 256
+
+
+# --- input messages --------------------------------------------------------------------
+
+
+class EventMessage(msgspec.Struct, gc=False):
+    """A user interacted with an item (topic ``events``, key ``user_id``).
+
+    ``type`` must be one of the worker's configured event types (``STREAMRANK_EVENT_WEIGHTS``;
+    by default view, click, rate, like, add_to_cart, purchase). Fields not listed are ignored.
+    """
+
+    user_id: Id
+    item_id: Id
+    type: Annotated[str, Meta(description="Event type, a key of the configured event weights.")]
+    ts: Annotated[float, Meta(ge=0, description="Event time, epoch seconds.")]
+    weight: Annotated[float, Meta(ge=0, description="Multiplies the type's weight (default 1).")] | None = (
+        None
+    )
+
+
+class ItemMessage(msgspec.Struct, gc=False):
+    """A catalog item was added or changed, or, with ``deleted`` true, retired (topic
+    ``items``, key ``item_id``).
+
+    An upsert needs a non-blank ``title``; title, text and category together may hold at
+    most the worker's ``STREAMRANK_MAX_TEXT_CHARS`` characters. Fields not listed are ignored.
+    """
+
+    item_id: Id
+    title: str | None = None
+    text: Annotated[str | None, Meta(description="Free text the encoder reads after the title.")] = None
+    category: str | None = None
+    ts: Annotated[float | None, Meta(description="Item time, epoch seconds; may be negative.")] = None
+    deleted: Annotated[bool, Meta(description="True: the item must never be recommended again.")] = False
+
+
+class RerankRequestMessage(msgspec.Struct, gc=False):
+    """Rerank exactly these candidates for this user (topic ``rerank-requests``, key ``user_id``).
+
+    At most the worker's ``STREAMRANK_MAX_CANDIDATES`` candidates. Fields not listed are ignored.
+    """
+
+    request_id: Id
+    user_id: Id
+    candidates: list[Id]
+    k: Annotated[int, Meta(gt=0, description="List length (default: the worker's top K).")] | None = None
+    ts: Annotated[float, Meta(ge=0, description="Request time, epoch seconds.")] | None = None
+
+
+# --- decoded records -------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,190 +134,142 @@ class RerankRequest:
     ts: float | None
 
 
-def _load_object(raw: bytes | None) -> dict[str, Any]:
-    if raw is None:
-        raise InvalidMessage("invalid_json", "empty message value")
+# --- decoding --------------------------------------------------------------------------
+
+_event_decoder = msgspec.json.Decoder(EventMessage)
+_item_decoder = msgspec.json.Decoder(ItemMessage)
+_rerank_decoder = msgspec.json.Decoder(RerankRequestMessage)
+# msgspec's validation messages: "<what> - at `$.field`" (no path: the value itself).
+_AT = re.compile(r" - at `\$\.?([^`]*)`$")
+
+
+def _invalid(message: str, contract: type[msgspec.Struct]) -> InvalidMessage:
+    """The reason of a value msgspec found invalid, read from msgspec's error message (its
+    wording, which the reasons depend on, is pinned by tests/stream/core/test_contracts.py);
+    the message is the detail."""
+    found = _AT.search(message)
+    path = found.group(1) if found else ""
+    what = message[: found.start()] if found else message
+    field = re.split(r"[.\[]", path, maxsplit=1)[0]
+    if what.startswith("Object missing required field"):
+        return InvalidMessage("missing_field", message)
+    if not path and what.startswith("Expected `object`"):
+        return InvalidMessage("wrong_type", f"value must be a JSON object: {message}")
+    if what.endswith("got `null`") and field in _required_fields(contract):
+        return InvalidMessage("missing_field", message)  # a required field that is null is missing
+    if ", got `" in what:
+        return InvalidMessage("wrong_type", message)
+    return InvalidMessage("invalid_value", message)  # a constraint: a length, a sign, a range
+
+
+def _required_fields(contract: type[msgspec.Struct]) -> set[str]:
+    return {f.name for f in msgspec.structs.fields(contract) if f.required}
+
+
+def _non_finite(obj: Any) -> str | None:
+    # The first top-level field holding NaN or an infinity, as Python's json reads them.
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                return str(key)
+    return None
+
+
+def _malformed(raw: bytes, error: msgspec.DecodeError, contract: type[msgspec.Struct]) -> InvalidMessage:
+    """The reason of a value msgspec could not parse as JSON (a rare path: no hurry)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidMessage("undecodable", f"value is not UTF-8 ({exc.reason})") from None
+        return InvalidMessage("undecodable", f"value is not UTF-8 ({exc.reason} at byte {exc.start})")
     try:
         obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidMessage("invalid_json", f"{exc.msg} at position {exc.pos}") from None
-    if not isinstance(obj, dict):
-        raise InvalidMessage("wrong_type", f"value must be a JSON object, got {type(obj).__name__}")
-    return obj
+    except (ValueError, RecursionError):
+        return InvalidMessage("invalid_json", str(error))
+    # Python's json reads NaN and Infinity, which JSON has not: a number, but not finite.
+    try:
+        msgspec.convert(obj, contract)
+    except msgspec.ValidationError as exc:
+        return _invalid(str(exc), contract)
+    field = _non_finite(obj)
+    if field is not None:
+        return InvalidMessage("invalid_value", f"{field!r} must be a finite number")
+    return InvalidMessage("invalid_json", str(error))
 
 
-def _require(obj: Mapping[str, Any], field: str) -> Any:
-    if field not in obj or obj[field] is None:
-        raise InvalidMessage("missing_field", f"field {field!r} is required")
-    return obj[field]
+def _decode(decoder: msgspec.json.Decoder[Any], raw: bytes | None, contract: type[msgspec.Struct]) -> Any:
+    if raw is None:
+        raise InvalidMessage("invalid_json", "empty message value")
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise _invalid(str(exc), contract) from None
+    except msgspec.DecodeError as exc:
+        raise _malformed(raw, exc, contract) from None
 
 
-def _id(obj: Mapping[str, Any], field: str) -> str:
-    value = _require(obj, field)
-    # Integer ids are common (MovieLens, SQL keys); they are normalised to strings.
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise InvalidMessage("wrong_type", f"{field!r} must be a string or integer")
+def _text_id(value: str | int, field: str) -> str:
+    if type(value) is str:
+        return value
     text = str(value)
-    if not text or len(text) > 256:
-        raise InvalidMessage("invalid_value", f"{field!r} must be 1..256 characters")
+    if len(text) > _MAX_ID_CHARS:
+        raise InvalidMessage("invalid_value", f"{field!r} must be 1..{_MAX_ID_CHARS} characters")
     return text
 
 
-def _number(obj: Mapping[str, Any], field: str, *, required: bool) -> float | None:
-    if not required and obj.get(field) is None:
-        return None
-    value = _require(obj, field)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidMessage("wrong_type", f"{field!r} must be a number")
-    if not math.isfinite(value):
-        raise InvalidMessage("invalid_value", f"{field!r} must be finite")
-    return float(value)
-
-
-def _timestamp(
-    obj: Mapping[str, Any], field: str, *, required: bool, allow_negative: bool = False
-) -> float | None:
-    ts = _number(obj, field, required=required)
-    if ts is not None and ts < 0 and not allow_negative:
-        raise InvalidMessage("invalid_value", f"{field!r} must be epoch seconds >= 0")
-    return ts
-
-
-def _string(obj: Mapping[str, Any], field: str, *, required: bool) -> str:
-    value = obj.get(field)
-    if value is None:
-        if required:
-            raise InvalidMessage("missing_field", f"field {field!r} is required")
-        return ""
-    if not isinstance(value, str):
-        raise InvalidMessage("wrong_type", f"{field!r} must be a string")
-    return value
-
-
 def decode_event(raw: bytes | None, event_weights: Mapping[str, float]) -> InteractionEvent:
-    """Validate an ``events`` message.
+    """Validate an ``events`` message (:class:`EventMessage`).
 
     Raises:
         InvalidMessage: with a reason from ``errors.REASONS``.
     """
-    obj = _load_object(raw)
-    user_id = _id(obj, "user_id")
-    item_id = _id(obj, "item_id")
-    event_type = _string(obj, "type", required=True)
-    if event_type not in event_weights:
+    message: EventMessage = _decode(_event_decoder, raw, EventMessage)
+    if message.type not in event_weights:
         raise InvalidMessage(
-            "unknown_event_type",
-            f"type {event_type!r} is not one of {sorted(event_weights)}",
+            "unknown_event_type", f"type {message.type!r} is not one of {sorted(event_weights)}"
         )
-    ts = _timestamp(obj, "ts", required=True)
-    weight = _number(obj, "weight", required=False)
-    if weight is not None and weight < 0:
-        raise InvalidMessage("invalid_value", "'weight' must be >= 0")
-    return InteractionEvent(user_id, item_id, event_type, float(ts or 0.0), 1.0 if weight is None else weight)
+    return InteractionEvent(
+        _text_id(message.user_id, "user_id"),
+        _text_id(message.item_id, "item_id"),
+        message.type,
+        message.ts,
+        1.0 if message.weight is None else message.weight,
+    )
 
 
 def decode_item(raw: bytes | None, max_text_chars: int) -> ItemUpsert | ItemDelete:
-    """Validate an ``items`` message (an upsert, or ``{"item_id", "deleted": true}``)."""
-    obj = _load_object(raw)
-    item_id = _id(obj, "item_id")
-    deleted = obj.get("deleted", False)
-    if not isinstance(deleted, bool):
-        raise InvalidMessage("wrong_type", "'deleted' must be a boolean")
-    if deleted:
+    """Validate an ``items`` message (:class:`ItemMessage`): an upsert, or a deletion."""
+    message: ItemMessage = _decode(_item_decoder, raw, ItemMessage)
+    item_id = _text_id(message.item_id, "item_id")
+    if message.deleted:
         return ItemDelete(item_id)
-    title = _string(obj, "title", required=True)
+    title = message.title
+    if title is None:
+        raise InvalidMessage("missing_field", "field 'title' is required")
     if not title.strip():
         raise InvalidMessage("invalid_value", "'title' must not be blank")
-    text = _string(obj, "text", required=False)
-    category = _string(obj, "category", required=False)
+    text, category = message.text or "", message.category or ""
     size = len(title) + len(text) + len(category)
     if size > max_text_chars:
         raise InvalidMessage(
             "text_too_long", f"title+text+category is {size} characters, limit {max_text_chars}"
         )
-    # Items may be born before 1970 (a film's release date): negative ts is valid.
-    ts = _timestamp(obj, "ts", required=False, allow_negative=True)
-    return ItemUpsert(item_id, title, text, category, ts)
+    return ItemUpsert(item_id, title, text, category, message.ts)
 
 
 def decode_rerank_request(raw: bytes | None, max_candidates: int) -> RerankRequest:
-    """Validate a ``rerank-requests`` message."""
-    obj = _load_object(raw)
-    request_id = _id(obj, "request_id")
-    user_id = _id(obj, "user_id")
-    candidates = _require(obj, "candidates")
-    if not isinstance(candidates, list):
-        raise InvalidMessage("wrong_type", "'candidates' must be a list of item ids")
+    """Validate a ``rerank-requests`` message (:class:`RerankRequestMessage`)."""
+    message: RerankRequestMessage = _decode(_rerank_decoder, raw, RerankRequestMessage)
+    candidates = message.candidates
     if len(candidates) > max_candidates:
         raise InvalidMessage("too_many_candidates", f"{len(candidates)} candidates, limit {max_candidates}")
-    ids = tuple(_id({"candidate": c}, "candidate") for c in candidates)
-    k = obj.get("k")
-    if k is not None and (isinstance(k, bool) or not isinstance(k, int)):
-        raise InvalidMessage("wrong_type", "'k' must be an integer")
-    if k is not None and k <= 0:
-        raise InvalidMessage("invalid_value", "'k' must be > 0")
-    return RerankRequest(request_id, user_id, ids, k, _timestamp(obj, "ts", required=False))
+    ids = tuple(c if type(c) is str else _text_id(c, "candidates") for c in candidates)
+    return RerankRequest(
+        _text_id(message.request_id, "request_id"),
+        _text_id(message.user_id, "user_id"),
+        ids,
+        message.k,
+        message.ts,
+    )
 
 
-@dataclass(frozen=True, slots=True)
-class RankedItem:
-    """One entry of a recommendation list."""
-
-    item_id: str
-    score: float
-    reason: str
-
-
-def recommendation_payload(
-    user_id: str,
-    items: list[RankedItem],
-    *,
-    model: str,
-    event_ts: float | None,
-    emitted_ts: float,
-    request_id: str | None = None,
-    profile_events: int = 0,
-) -> dict[str, Any]:
-    """Build a ``recommendations`` message value.
-
-    ``profile_events`` is how many of the user's events the list reflects: a client (or
-    the online evaluation) can tell which of its events a list already takes into account.
-    """
-    payload: dict[str, Any] = {"user_id": user_id}
-    if request_id is not None:
-        payload["request_id"] = request_id
-    payload["items"] = [
-        {"item_id": it.item_id, "score": round(it.score, 6), "reason": it.reason} for it in items
-    ]
-    payload["model"] = model
-    payload["event_ts"] = event_ts
-    payload["profile_events"] = profile_events
-    payload["emitted_ts"] = emitted_ts
-    return payload
-
-
-def dead_letter_payload(
-    source_topic: str, partition: int, offset: int, error: InvalidMessage, raw: bytes | None
-) -> dict[str, Any]:
-    """Build a ``dead-letters`` message value, keeping the original bytes."""
-    payload: dict[str, Any] = {
-        "source_topic": source_topic,
-        "partition": partition,
-        "offset": offset,
-        "reason": error.reason,
-        "error": str(error),
-    }
-    if raw is None:
-        payload["payload"] = None
-        return payload
-    try:
-        payload["payload"] = raw.decode("utf-8")
-        payload["payload_encoding"] = "utf-8"
-    except UnicodeDecodeError:
-        payload["payload"] = base64.b64encode(raw).decode("ascii")
-        payload["payload_encoding"] = "base64"
-    return payload
+# --- encoding --------------------------------------------------------------------------

@@ -16,30 +16,21 @@ The workers and the evaluation call the same functions. No Faust, no Kafka, no I
 
 from __future__ import annotations
 
-import base64
-import json
 import math
-import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from stream.core import formats
+
+if TYPE_CHECKING:
+    from stream.config import Settings
 
 # Rebase a row once its increments are scaled by more than 2^REBASE_EXPONENT, long
 # before float64 (max ~2^1023) could overflow.
 REBASE_EXPONENT = 64.0
-
-# The stored row (``CovisitRow.to_bytes``): magic; landmark (float64), neighbour count and
-# byte length of the neighbour ids (uint32 each); the ids; the scores (float64). All
-# little-endian. The ids are UTF-8 joined by NUL (``SRC2``), or, when an id contains NUL,
-# a JSON list (``SRC1``, also the form of earlier versions): splitting costs half of
-# parsing JSON and joining a tenth of formatting it, for every row written and read.
-_ROW_MAGIC = b"SRC1"
-_ROW_MAGIC_JOINED = b"SRC2"
-_ROW_HEADER = struct.Struct("<dII")
-_ROW_START = len(_ROW_MAGIC) + _ROW_HEADER.size
-_ID_SEPARATOR = "\x00"
 
 # (item_id, ts, weight) as in a profile's history.
 HistoryEntry = tuple[str, float, float]
@@ -47,25 +38,26 @@ HistoryEntry = tuple[str, float, float]
 PairIncrement = tuple[str, str, float, float]
 
 
-def encode_scores(values: Iterable[float], count: int) -> str:
-    """``count`` floats as base64 little-endian float64 (stored rows, statistics messages)."""
-    return base64.b64encode(np.fromiter(values, dtype="<f8", count=count).tobytes()).decode("ascii")
-
-
-def decode_scores(text: str) -> list[float]:
-    """Inverse of :func:`encode_scores`."""
-    return np.frombuffer(base64.b64decode(text), dtype="<f8").tolist()
-
-
 @dataclass(frozen=True, slots=True)
 class CovisitParams:
-    """How co-visitation pairs are formed, aged and bounded (see ``Settings``)."""
+    """How co-visitation pairs are formed, aged and bounded (see ``Settings`` for defaults)."""
 
-    window: int = 5
-    window_s: float = 86400.0
-    backward_weight: float = 1.0
-    half_life_s: float = 180 * 86400.0
-    max_neighbours: int = 100
+    window: int
+    window_s: float
+    backward_weight: float
+    half_life_s: float
+    max_neighbours: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CovisitParams:
+        """Take the co-visitation fields of the worker settings."""
+        return cls(
+            window=settings.covisit_window,
+            window_s=settings.covisit_window_s,
+            backward_weight=settings.covisit_backward_weight,
+            half_life_s=settings.covisit_half_life_s,
+            max_neighbours=settings.covisit_max_neighbours,
+        )
 
 
 @dataclass(slots=True)
@@ -75,110 +67,24 @@ class CovisitRow:
     landmark: float = 0.0
     scores: dict[str, float] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form stored in the ``item-covisits`` table.
-
-        Neighbour ids as a list and their scores as base64 float64: rows are written and
-        replayed by every worker often, and formatting and parsing floats as JSON text
-        costs several times more.
-        """
-        return {
-            "landmark": self.landmark,
-            "items": list(self.scores),
-            "scores": encode_scores(self.scores.values(), len(self.scores)),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CovisitRow:
-        """Inverse of :meth:`to_dict` (also reads rows stored as ``{"scores": {id: score}}``)."""
-        scores = data["scores"]
-        if isinstance(scores, dict):
-            return cls(float(data["landmark"]), {str(k): float(v) for k, v in scores.items()})
-        values = decode_scores(scores)
-        return cls(float(data["landmark"]), dict(zip(map(str, data["items"]), values, strict=True)))
-
     def to_bytes(self) -> bytes:
-        """The binary form stored in the ``item-covisits`` table.
-
-        A statistics window writes thousands of rows, and every worker replays each one;
-        as a JSON object a row cost about 50 us to write and 70 us to read back on the
-        reference machine, binary about half, and a worker that never scores a replayed
-        row need not decode it at all (see :func:`row_arrays`).
-        """
-        values = np.fromiter(self.scores.values(), dtype="<f8", count=len(self.scores))
-        return _row_bytes(self.landmark, list(self.scores), values)
+        """The form stored in the ``item-covisits`` table (``formats.StoredRow``)."""
+        values = np.fromiter(self.scores.values(), dtype=np.float64, count=len(self.scores))
+        return formats.encode_row(self.landmark, list(self.scores), values)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CovisitRow:
-        """Inverse of :meth:`to_bytes`."""
-        landmark = _ROW_HEADER.unpack_from(data, len(_ROW_MAGIC))[0]
-        ids, values = row_arrays(data)
-        return cls(landmark, dict(zip(ids, values.tolist(), strict=True)))
+        """Inverse of :meth:`to_bytes`.
+
+        Raises:
+            formats.FormatError: ``data`` is not a stored row.
+        """
+        return cls(*formats.decode_row(data))
 
 
-def _row_bytes(landmark: float, ids: list[str], values: np.ndarray) -> bytes:
-    magic, encoded = encode_ids(ids)
-    header = _ROW_HEADER.pack(landmark, len(ids), len(encoded))
-    return b"".join((magic, header, encoded, values.astype("<f8", copy=False).tobytes()))
-
-
-def join_ids(ids: Sequence[str]) -> bytes | None:
-    """``ids`` UTF-8 joined by NUL, or None when that could not be split back into them
-    (an id contains NUL, or the only id is empty)."""
-    joined = _ID_SEPARATOR.join(ids)
-    if joined.count(_ID_SEPARATOR) == max(len(ids) - 1, 0) and (len(ids) != 1 or ids[0]):
-        return joined.encode("utf-8")
-    return None
-
-
-def split_ids(data: bytes) -> list[str]:
-    """Inverse of :func:`join_ids`."""
-    return data.decode("utf-8").split(_ID_SEPARATOR) if data else []
-
-
-def encode_ids(ids: Iterable[str]) -> tuple[bytes, bytes]:
-    """A row's neighbour ids as stored, and the magic that says how (see ``_ROW_MAGIC``)."""
-    names = list(ids)
-    joined = join_ids(names)
-    if joined is not None:
-        return _ROW_MAGIC_JOINED, joined
-    return _ROW_MAGIC, json.dumps(names, separators=(",", ":")).encode("utf-8")
-
-
-def decode_ids(magic: bytes, data: bytes) -> list[str]:
-    """Inverse of :func:`encode_ids`."""
-    if magic == _ROW_MAGIC_JOINED:
-        return split_ids(data)
-    return json.loads(data)
-
-
-def is_row_bytes(value: object) -> bool:
-    """Whether ``value`` is a row in its binary form (:meth:`CovisitRow.to_bytes`)."""
-    return isinstance(value, bytes) and value[:4] in (_ROW_MAGIC_JOINED, _ROW_MAGIC)
-
-
-def row_size(data: bytes) -> int:
-    """The number of neighbours of a row in its binary form."""
-    return int(_ROW_HEADER.unpack_from(data, len(_ROW_MAGIC))[1])
-
-
-def row_arrays(data: bytes) -> tuple[list[str], np.ndarray]:
-    """A binary row's neighbour ids and scores (float64), without building its dict."""
-    _, count, length = _ROW_HEADER.unpack_from(data, len(_ROW_MAGIC))
-    ids = decode_ids(data[:4], data[_ROW_START : _ROW_START + length])
-    values = np.frombuffer(data, dtype="<f8", count=count, offset=_ROW_START + length)
-    if len(ids) != count:
-        raise ValueError(f"a row of {count} scores names {len(ids)} neighbours")
-    return ids, values
-
-
-def stored_row(value: bytes | str | dict[str, Any] | None) -> CovisitRow | None:
-    """An ``item-covisits`` table value as a row: binary, or the JSON form of earlier versions."""
-    if value is None:
-        return None
-    if is_row_bytes(value):
-        return CovisitRow.from_bytes(value)  # type: ignore[arg-type]
-    return CovisitRow.from_dict(value if isinstance(value, dict) else json.loads(value))
+def stored_row(value: bytes | None) -> CovisitRow | None:
+    """An ``item-covisits`` table value as a row (None: no row stored)."""
+    return None if value is None else CovisitRow.from_bytes(value)
 
 
 def paired_items(
@@ -550,7 +456,7 @@ def published_bytes(row: CovisitRow, max_neighbours: int) -> bytes:
     What a statistics window writes for each row it touched: the array the cut leaves is
     the one stored.
     """
-    return _row_bytes(row.landmark, *_strongest(row, max_neighbours))
+    return formats.encode_row(row.landmark, *_strongest(row, max_neighbours))
 
 
 def _strongest(row: CovisitRow, max_neighbours: int) -> tuple[list[str], np.ndarray]:

@@ -6,45 +6,37 @@ to ``ref_ts``, the newest event time seen, so one update is O(dim) and out-of-or
 events are folded in at their own time. Only the direction matters for scoring.
 
 Pure functions and a plain dataclass: no Faust, no Kafka. Agents store profiles in a
-changelog-backed table as ``to_bytes`` (a compact binary form); ``to_dict`` is the JSON
-form of the worker's profile page and of earlier versions' tables.
+changelog-backed table as ``to_bytes``, whose form ``stream.core.formats`` defines.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import math
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-# (item_id, ts, weight): compact enough for JSON, enough to rebuild a vector.
+from stream.core import formats
+
+if TYPE_CHECKING:
+    from stream.config import Settings
+
+# (item_id, ts, weight): enough to rebuild a vector.
 HistoryEntry = tuple[str, float, float]
 VectorLookup = Callable[[str], "np.ndarray | None"]
 
 
-def _vector_bytes(vector: np.ndarray) -> bytes:
-    """float32 vector -> its little-endian bytes (the stored and published form)."""
-    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
-
-
-def _vector_from_bytes(data: bytes, count: int = -1, offset: int = 0) -> np.ndarray:
-    """Inverse of :func:`_vector_bytes` (``count`` floats from ``offset``; -1: all)."""
-    return np.frombuffer(data, dtype="<f4", count=count, offset=offset).astype(np.float32)
-
-
 def encode_vector(vector: np.ndarray) -> str:
     """float32 vector -> base64 text (little-endian), for JSON tables and topics."""
-    return base64.b64encode(_vector_bytes(vector)).decode("ascii")
+    return base64.b64encode(np.ascontiguousarray(vector, dtype="<f4").tobytes()).decode("ascii")
 
 
 def decode_vector(text: str) -> np.ndarray:
     """Inverse of :func:`encode_vector`."""
-    return _vector_from_bytes(base64.b64decode(text))
+    return np.frombuffer(base64.b64decode(text), dtype="<f4").astype(np.float32)
 
 
 def decay(dt: float | np.ndarray, half_life: float) -> float | np.ndarray:
@@ -98,17 +90,6 @@ def fold_many(
     return vector * keep + factors @ item_vectors, mass * keep + float(factors.sum()), new_ref
 
 
-# Binary profile: magic, header length (uint32 LE), JSON header (scalars, item ids), then
-# the vector (float32) and the history and pending times and weights (float64), all LE.
-_MAGIC = b"SRP1"
-_HEADER_LENGTH = struct.Struct("<I")
-
-
-def _entries(ids: list[str], values: np.ndarray) -> list[HistoryEntry]:
-    n = len(ids)
-    return list(zip(ids, values[:n].tolist(), values[n:].tolist(), strict=True))
-
-
 @dataclass(slots=True)
 class UserProfile:
     """What streamrank knows about one user."""
@@ -132,110 +113,42 @@ class UserProfile:
         """Item ids in the bounded history (filtered out of top-K lists)."""
         return {item for item, _, _ in self.history} | {item for item, _, _ in self.pending}
 
-    def _scalars(self) -> dict[str, Any]:
-        # The fields besides the vector and the entries, shared by both stored forms.
-        return {
-            "mass": self.mass,
-            "ref_ts": self.ref_ts,
-            "model_id": self.model_id,
-            "counts": self.counts,
-            "n_events": self.n_events,
-            "last_event_ts": self.last_event_ts,
-        }
-
-    @classmethod
-    def _from_parts(
-        cls,
-        scalars: dict[str, Any],
-        vector: np.ndarray | None,
-        history: list[HistoryEntry],
-        pending: list[HistoryEntry],
-    ) -> UserProfile:
-        # Inverse of _scalars, with the parts each form stores its own way.
-        return cls(
-            vector=vector,
-            mass=float(scalars["mass"]),
-            ref_ts=float(scalars["ref_ts"]),
-            model_id=str(scalars["model_id"]),
-            history=history,
-            pending=pending,
-            counts=dict(scalars["counts"]),
-            n_events=int(scalars["n_events"]),
-            last_event_ts=float(scalars["last_event_ts"]),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form: the worker's profile page, and the table form of earlier versions."""
-        return {
-            "vector": None if self.vector is None else encode_vector(self.vector),
-            **self._scalars(),
-            "history": [list(e) for e in self.history],
-            "pending": [list(e) for e in self.pending],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> UserProfile:
-        """Inverse of :meth:`to_dict`."""
-        vector = data.get("vector")
-        return cls._from_parts(
-            data,
-            None if vector is None else decode_vector(vector),
-            [(str(i), float(t), float(w)) for i, t, w in data["history"]],
-            [(str(i), float(t), float(w)) for i, t, w in data["pending"]],
-        )
-
     def to_bytes(self) -> bytes:
-        """The stored form in the ``user-profiles`` table: binary, several times cheaper
-        than JSON to write and read (a profile holds hundreds of history times and weights,
-        and formatting floats as text dominates JSON's cost)."""
-        header = {
-            "dim": -1 if self.vector is None else len(self.vector),
-            **self._scalars(),
-            "history": [item for item, _, _ in self.history],
-            "pending": [item for item, _, _ in self.pending],
-        }
-        head = json.dumps(header, separators=(",", ":")).encode("utf-8")
-        parts = [_MAGIC, _HEADER_LENGTH.pack(len(head)), head]
-        if self.vector is not None:
-            parts.append(_vector_bytes(self.vector))
-        for entries in (self.history, self.pending):
-            if entries:
-                times = [ts for _, ts, _ in entries]
-                weights = [weight for _, _, weight in entries]
-                parts.append(np.array(times + weights, dtype="<f8").tobytes())
-        return b"".join(parts)
+        """The stored form in the ``user-profiles`` table (``formats.StoredProfile``)."""
+        return formats.encode_profile(self)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> UserProfile:
-        """Inverse of :meth:`to_bytes`; also reads the JSON form stored by earlier versions."""
-        if not data.startswith(_MAGIC):
-            return cls.from_dict(json.loads(data))
-        start = len(_MAGIC) + _HEADER_LENGTH.size
-        (length,) = _HEADER_LENGTH.unpack_from(data, len(_MAGIC))
-        header = json.loads(data[start : start + length])
-        offset = start + length
-        dim = int(header["dim"])
-        vector = None
-        if dim >= 0:
-            vector = _vector_from_bytes(data, dim, offset)
-            offset += 4 * dim
-        history_ids, pending_ids = header["history"], header["pending"]
-        n_history = 2 * len(history_ids)
-        values = np.frombuffer(data, dtype="<f8", offset=offset)
-        if len(values) != n_history + 2 * len(pending_ids):
-            raise ValueError(f"profile of {len(data)} bytes does not match its header")
-        history = _entries(history_ids, values[:n_history])
-        return cls._from_parts(header, vector, history, _entries(pending_ids, values[n_history:]))
+        """Inverse of :meth:`to_bytes`.
+
+        Raises:
+            formats.FormatError: ``data`` is not a stored profile.
+        """
+        return cls(**formats.decode_profile(data))
 
 
 @dataclass(frozen=True, slots=True)
 class ProfileParams:
-    """How events change a profile."""
+    """How events change a profile (see ``Settings`` for defaults)."""
 
     half_life_s: float
     history_size: int
     pending_size: int
     model_id: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings, model_id: str) -> ProfileParams:
+        """Take the profile fields of the worker settings, for vectors of ``model_id``.
+
+        The model id is the encoder's (it names the pooling and quantisation too), so it is
+        known once the encoder is: it is not a setting.
+        """
+        return cls(
+            half_life_s=settings.interest_half_life_s,
+            history_size=settings.history_size,
+            pending_size=settings.pending_size,
+            model_id=model_id,
+        )
 
 
 def _fold(profile: UserProfile, item_vector: np.ndarray, weight: float, ts: float, h: float) -> None:

@@ -1,22 +1,22 @@
 """Faust tables: the state of streamrank.
 
-- ``user-profiles``: one profile per user (``UserProfile.to_bytes``), partitioned like
+- ``user-profiles``: one profile per user (``formats.StoredProfile``), partitioned like
   ``events`` (key user_id), changelog-backed, RocksDB in production. Written only by
   ``update_user_interest``.
 - ``item-catalog``: a global table (every worker holds it all) with each item's vector,
   the model that produced it, its text (to re-encode it under another model), title, time
   and deletion flag. Written by ``embed_new_items`` and by the background re-encoder.
 - ``item-popularity``: a global table of decayed interaction counts per item
-  (``popularity.encode_entry``), written by ``count_item_popularity``, the one owner of
+  (``formats.StoredPopularity``), written by ``count_item_popularity``, the one owner of
   each item's partition, so each event is counted once whatever the number of workers.
 - ``item-covisits``: a global table of each item's bounded, decayed co-visitation row
-  (``CovisitRow.to_bytes``), written like ``item-popularity`` by the item's single owner.
+  (``formats.StoredRow``), written like ``item-popularity`` by the item's single owner.
 
 Global tables live in memory and are rebuilt from their changelogs at start; every
-changelog event is also applied to the worker's vectorised ``ModelCatalog``. The two
-statistics tables hold binary values (a bytes value type passes them through Faust as
-is): every statistics window rewrites thousands of their entries, and every worker
-replays each one. Their JSON values of earlier versions are still read.
+changelog event is also applied to the worker's vectorised ``ModelCatalog``. The
+profiles and the two statistics tables hold the MessagePack forms of
+``stream.core.formats`` (a bytes value type passes them through Faust as is): every
+statistics window rewrites thousands of their entries, and every worker replays each one.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import faust
 from faust.types import EventT, TableT
 
 from stream.config import Settings
-from stream.core import covisit, popularity
-from stream.core.catalog import ModelCatalog
+from stream.core import popularity
+from stream.core.model_catalog import ModelCatalog
 from stream.core.profiles import decode_vector
 
 
@@ -60,21 +60,18 @@ def apply_catalog_entry(catalog: ModelCatalog, item_id: str, entry: dict[str, An
     catalog.apply_entry(item_id, entry, None if vector is None else decode_vector(vector))
 
 
-def apply_popularity_entry(catalog: ModelCatalog, item_id: str, value: bytes | dict[str, Any] | None) -> None:
-    """Apply one ``item-popularity`` value (binary, or JSON of earlier versions) to the catalog."""
+def apply_popularity_entry(catalog: ModelCatalog, item_id: str, value: bytes | None) -> None:
+    """Apply one ``item-popularity`` value (``formats.StoredPopularity``) to the catalog."""
     catalog.set_popularity(item_id, *popularity.decode_entry(value))
 
 
-def apply_covisit_entry(catalog: ModelCatalog, item_id: str, value: bytes | dict[str, Any] | None) -> None:
-    """Apply one ``item-covisits`` value (binary, or JSON of earlier versions) to the catalog.
+def apply_covisit_entry(catalog: ModelCatalog, item_id: str, value: bytes | None) -> None:
+    """Apply one ``item-covisits`` value (``formats.StoredRow``) to the catalog.
 
-    A binary row is handed over as it is: the catalog decodes it when a ranking first
+    The row is handed over in its stored form: the catalog decodes it when a ranking first
     reads it, and most replayed rows are replaced before any does.
     """
-    if isinstance(value, bytes) and covisit.is_row_bytes(value):
-        catalog.set_covisits(item_id, value)
-    else:
-        catalog.set_covisits(item_id, covisit.stored_row(value))
+    catalog.set_covisits(item_id, value)
 
 
 def declare_tables(app: faust.App, settings: Settings, catalog: ModelCatalog) -> Tables:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 
 import pytest
@@ -11,12 +10,9 @@ from stream.config import DEFAULT_EVENT_WEIGHTS
 from stream.core.contracts import (
     ItemDelete,
     ItemUpsert,
-    RankedItem,
-    dead_letter_payload,
     decode_event,
     decode_item,
     decode_rerank_request,
-    recommendation_payload,
 )
 from stream.errors import InvalidMessage
 
@@ -114,32 +110,89 @@ def test_bad_rerank_requests(obj: dict, reason: str) -> None:
     assert reason_of(decode_rerank_request, raw(obj), 10) == reason
 
 
-def test_dead_letter_keeps_original_bytes() -> None:
-    err = InvalidMessage("undecodable", "x")
-    binary = dead_letter_payload("events", 2, 41, err, b"\xff\x00")
-    assert binary["payload_encoding"] == "base64"
-    assert base64.b64decode(binary["payload"]) == b"\xff\x00"
-    assert (binary["source_topic"], binary["partition"], binary["offset"]) == ("events", 2, 41)
-    assert binary["reason"] == "undecodable" and "undecodable" in binary["error"]
-    text = dead_letter_payload("items", 0, 1, InvalidMessage("invalid_json", "y"), b"{oops")
-    assert text["payload"] == "{oops" and text["payload_encoding"] == "utf-8"
-
-
 def test_unknown_reason_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="unknown dead-letter reason"):
         InvalidMessage("bad", "x")
 
 
-def test_recommendation_payload_shape() -> None:
-    out = recommendation_payload(
-        "u", [RankedItem("i", 0.1234567, "trending")], model="m", event_ts=5.0, emitted_ts=6.0, request_id="r"
+@pytest.mark.parametrize(
+    ("payload", "reason", "detail"),
+    [
+        # null in a required field is no value, as a missing one
+        (b'{"user_id": null, "item_id": "i", "type": "view", "ts": 1}', "missing_field", "$.user_id"),
+        (b'{"user_id": "u", "item_id": "i", "type": null, "ts": 1}', "missing_field", "$.type"),
+        # Python's json reads NaN and Infinity, which are not JSON numbers; neither is finite
+        (b'{"user_id": "u", "item_id": "i", "type": "view", "ts": Infinity}', "invalid_value", "'ts'"),
+        (
+            b'{"user_id": "u", "item_id": "i", "type": "view", "ts": 1, "weight": -Infinity}',
+            "invalid_value",
+            "",
+        ),
+        (b'{"user_id": "u", "item_id": "i", "type": "view", "ts": 1e999}', "invalid_value", "$.ts"),
+        (b'{"user_id": NaN, "item_id": "i", "type": "view", "ts": 1}', "wrong_type", "$.user_id"),
+        (
+            b'{"user_id": "u", "item_id": "' + b"x" * 257 + b'", "type": "view", "ts": 1}',
+            "invalid_value",
+            "256",
+        ),
+        (
+            b'{"user_id": ' + b"9" * 257 + b', "item_id": "i", "type": "view", "ts": 1}',
+            "invalid_value",
+            "256",
+        ),
+        (b'{"user_id": "u", "item_id": "i", "type": "view", "ts": 1} {}', "invalid_json", "trailing"),
+        (b'{"user_id": "\\ud800", "item_id": "i", "type": "view", "ts": 1}', "invalid_json", "surrogate"),
+        (b'{"user_id": "u\xff", "item_id": "i", "type": "view", "ts": 1}', "undecodable", "not UTF-8"),
+    ],
+)
+def test_typed_decoding_names_the_reason_and_the_field(payload: bytes, reason: str, detail: str) -> None:
+    with pytest.raises(InvalidMessage) as info:
+        decode_event(payload, DEFAULT_EVENT_WEIGHTS)
+    assert info.value.reason == reason and detail in info.value.detail
+
+
+def test_unknown_fields_are_ignored_and_null_optional_fields_are_absent() -> None:
+    ev = decode_event(
+        raw({"user_id": "u", "item_id": "i", "type": "view", "ts": 1, "weight": None, "extra": [1, {}]}),
+        DEFAULT_EVENT_WEIGHTS,
     )
-    assert out == {
-        "user_id": "u",
-        "request_id": "r",
-        "items": [{"item_id": "i", "score": 0.123457, "reason": "trending"}],
-        "model": "m",
-        "event_ts": 5.0,
-        "profile_events": 0,
-        "emitted_ts": 6.0,
-    }
+    assert ev.weight == 1.0
+    item = decode_item(raw({"item_id": 5, "title": "t", "text": None, "category": None, "ts": None}), 4000)
+    assert item == ItemUpsert("5", "t", "", "", None)
+    req = decode_rerank_request(
+        raw({"request_id": 1, "user_id": 2, "candidates": [], "k": None, "ts": None}), 10
+    )
+    assert (req.request_id, req.user_id, req.candidates, req.k, req.ts) == ("1", "2", (), None, None)
+
+
+@pytest.mark.parametrize(
+    ("obj", "reason"),
+    [
+        ({"item_id": "x", "title": None}, "missing_field"),
+        ({"item_id": None, "deleted": True}, "missing_field"),
+        ({"item_id": "x", "deleted": None}, "wrong_type"),  # optional, but not nullable
+        ({"item_id": "x", "title": "t", "ts": "1999"}, "wrong_type"),
+        ({"item_id": "", "deleted": True}, "invalid_value"),
+    ],
+)
+def test_bad_items_typed(obj: dict, reason: str) -> None:
+    assert reason_of(decode_item, raw(obj), 4000) == reason
+
+
+def test_a_deletion_needs_no_title() -> None:
+    assert decode_item(raw({"item_id": 3, "deleted": True, "title": None}), 4000) == ItemDelete("3")
+
+
+@pytest.mark.parametrize(
+    ("obj", "reason"),
+    [
+        ({"request_id": "r", "user_id": "u", "candidates": ["a", None]}, "missing_field"),
+        ({"request_id": "r", "user_id": "u", "candidates": None}, "missing_field"),
+        ({"request_id": "r", "user_id": "u", "candidates": ["a", ""]}, "invalid_value"),
+        ({"request_id": "r", "user_id": "u", "candidates": ["a"], "k": True}, "wrong_type"),
+        ({"request_id": "r", "user_id": "u", "candidates": ["a"], "k": 2.0}, "wrong_type"),
+        ({"request_id": "r", "user_id": "u", "candidates": ["a"], "ts": -1}, "invalid_value"),
+    ],
+)
+def test_bad_rerank_requests_typed(obj: dict, reason: str) -> None:
+    assert reason_of(decode_rerank_request, raw(obj), 10) == reason

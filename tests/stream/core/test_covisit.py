@@ -7,6 +7,7 @@ import math
 import random
 import struct
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -18,26 +19,26 @@ from stream.core.covisit import (
     CovisitRow,
     UserInteractions,
     form_pairs,
-    is_row_bytes,
     merge_row,
     merge_row_entries,
     pair_increments,
     prune,
     published,
     published_bytes,
-    row_arrays,
-    row_size,
     stored_row,
 )
+from stream.core.formats import FormatError, StoredRow, row_arrays
 from stream.core.profiles import UserProfile
-from stream.core.ranking import RankingConfig, covisit_signal, rank_catalog
+from stream.core.ranking import rank_catalog_batch
+from stream.core.signals import covisit_signal
+from tests.params import covisit_params, ranking_config
 
 DAY = 86400.0
 
 
 def test_pairs_link_new_item_with_recent_distinct_items_nearer_weighing_more() -> None:
     history = [("a", 0.0, 1.0), ("b", 10.0, 1.0), ("a", 20.0, 1.0), ("c", 30.0, 1.0)]
-    pairs = pair_increments(history, "d", 40.0, CovisitParams(window=2, window_s=DAY, backward_weight=0.5))
+    pairs = pair_increments(history, "d", 40.0, covisit_params(window=2, window_s=DAY, backward_weight=0.5))
     # c is nearest (distance 1), then a (its latest occurrence, distance 2); b is out of window.
     assert pairs == [
         ("c", "d", 1.0, 40.0),
@@ -49,13 +50,13 @@ def test_pairs_link_new_item_with_recent_distinct_items_nearer_weighing_more() -
 
 def test_pairs_skip_the_item_itself_and_events_outside_the_time_window() -> None:
     history = [("old", 0.0, 1.0), ("x", 5 * DAY, 1.0), ("d", 5 * DAY + 1, 1.0)]
-    params = CovisitParams(window=5, window_s=DAY, backward_weight=0.0)
+    params = covisit_params(window=5, window_s=DAY, backward_weight=0.0)
     pairs = pair_increments(history, "d", 5 * DAY + 2, params)
     assert pairs == [("x", "d", 1.0, 5 * DAY + 2)]
 
 
 def test_first_interaction_forms_no_pairs() -> None:
-    assert pair_increments([], "a", 0.0, CovisitParams()) == []
+    assert pair_increments([], "a", 0.0, covisit_params()) == []
 
 
 def _pairs_one_by_one(
@@ -108,7 +109,7 @@ def test_batch_pairs_are_the_pairs_formed_one_by_one(
     monkeypatch.setattr(covisit, "_FEW_INTERACTIONS", few)
     rng = random.Random(seed)
     for _ in range(10):
-        params = CovisitParams(
+        params = covisit_params(
             window=rng.choice([1, 2, 5, 20]),
             window_s=DAY,
             backward_weight=rng.choice([0.0, 0.5, 1.0]),
@@ -127,7 +128,7 @@ def test_batch_pairs_are_the_pairs_formed_one_by_one(
 
 def test_batch_pairs_of_distinct_items_pair_each_with_the_window_before_it() -> None:
     history = [("a", 0.0, 1.0), ("b", 1.0, 1.0), ("c", 2.0, 1.0)]
-    params = CovisitParams(window=2, window_s=DAY, backward_weight=0.0, half_life_s=DAY)
+    params = covisit_params(window=2, window_s=DAY, backward_weight=0.0, half_life_s=DAY)
     sums = form_pairs([(history, [("d", 3.0), ("e", 3.0)])], params, ref_ts=3.0)
     assert sums.to_rows() == {"c": {"d": 1.0, "e": 0.5}, "b": {"d": 0.5}, "d": {"e": 1.0}}
 
@@ -139,7 +140,7 @@ def _value_now(row: CovisitRow, neighbour: str, now: float, h: float) -> float:
 @pytest.mark.parametrize("order", ["forward", "shuffled"])
 def test_forward_decay_equals_the_closed_form_in_any_order(order: str) -> None:
     h = 7 * DAY
-    params = CovisitParams(half_life_s=h, max_neighbours=10)
+    params = covisit_params(half_life_s=h, max_neighbours=10)
     adds = [(float(t) * DAY, "b" if t % 2 else "c", 1.0 + t / 10) for t in range(0, 120, 7)]
     if order == "shuffled":
         adds = [adds[i] for i in np.random.default_rng(1).permutation(len(adds))]
@@ -154,7 +155,7 @@ def test_forward_decay_equals_the_closed_form_in_any_order(order: str) -> None:
 
 def test_row_is_rebased_before_its_scale_can_overflow() -> None:
     h = DAY
-    params = CovisitParams(half_life_s=h)
+    params = covisit_params(half_life_s=h)
     row = merge_row(None, {"b": 1.0}, 0.0, params)
     far = (REBASE_EXPONENT + 10) * h
     row = merge_row(row, {"c": 1.0}, far, params)
@@ -166,7 +167,7 @@ def test_row_is_rebased_before_its_scale_can_overflow() -> None:
 
 
 def test_rows_stay_bounded_and_keep_the_strongest_neighbours() -> None:
-    params = CovisitParams(max_neighbours=3)
+    params = covisit_params(max_neighbours=3)
     row = None
     for i in range(50):
         row = merge_row(row, {f"n{i}": float(i)}, 0.0, params)
@@ -175,15 +176,7 @@ def test_rows_stay_bounded_and_keep_the_strongest_neighbours() -> None:
     assert set(row.scores) == {"n49", "n48", "n47"}
 
 
-def test_row_round_trips_through_its_table_form() -> None:
-    row = CovisitRow(12.5, {"a": 1.5, "b": 0.25, "c": 1e-300})
-    assert CovisitRow.from_dict(row.to_dict()) == row
-    assert CovisitRow.from_dict(CovisitRow().to_dict()) == CovisitRow()
-    # Rows written by earlier versions, scores as a JSON object, still read.
-    assert CovisitRow.from_dict({"landmark": 12.5, "scores": {"a": 1.5}}) == CovisitRow(12.5, {"a": 1.5})
-
-
-def test_row_round_trips_through_its_binary_form_and_earlier_forms_still_read() -> None:
+def test_row_round_trips_through_its_stored_form() -> None:
     row = CovisitRow(12.5, {"a": 1.5, 'b\u00e9"': 0.25, "c": 1e-300})
     data = row.to_bytes()
     assert CovisitRow.from_bytes(data) == row
@@ -191,36 +184,43 @@ def test_row_round_trips_through_its_binary_form_and_earlier_forms_still_read() 
     ids, scores = row_arrays(data)
     assert ids == list(row.scores) and scores.tolist() == list(row.scores.values())
     assert CovisitRow.from_bytes(CovisitRow().to_bytes()) == CovisitRow()
-    # A table value of any version: binary, JSON bytes of the dict form, or the dict itself.
     assert stored_row(data) == row
-    assert stored_row(json.dumps(row.to_dict()).encode()) == row
-    assert stored_row({"landmark": 12.5, "scores": {"a": 1.5}}) == CovisitRow(12.5, {"a": 1.5})
     assert stored_row(None) is None
 
 
-@pytest.mark.parametrize(
-    ("ids", "magic"),
-    [
-        (["a", 'b\u00e9"', "", "c d"], b"SRC2"),  # ids joined by NUL
-        ([], b"SRC2"),
-        ([""], b"SRC1"),  # joined, one empty id would read back as no id
-        (["a", "b\x00c"], b"SRC1"),  # an id with the separator: a JSON list
-    ],
-)
-def test_row_ids_are_joined_unless_an_id_would_be_ambiguous(ids: list[str], magic: bytes) -> None:
+@pytest.mark.parametrize("ids", [["a", 'b\u00e9"', "", "c d"], [], [""], ["a", "b\x00c", "\U0001f600"]])
+def test_any_ids_round_trip(ids: list[str]) -> None:
     row = CovisitRow(1.0, {k: float(i + 1) for i, k in enumerate(ids)})
     data = row.to_bytes()
-    assert data[:4] == magic and is_row_bytes(data)
     assert row_arrays(data)[0] == ids
     assert CovisitRow.from_bytes(data) == row and stored_row(data) == row
 
 
-def test_rows_written_with_json_ids_still_read() -> None:
-    # The binary form of 971a0f6..: magic SRC1, the ids as a JSON list.
-    ids = json.dumps(["a", "b"], separators=(",", ":")).encode()
-    data = b"SRC1" + struct.pack("<dII", 2.0, 2, len(ids)) + ids + np.array([1.5, 0.5], "<f8").tobytes()
-    assert stored_row(data) == CovisitRow(2.0, {"a": 1.5, "b": 0.5})
-    assert row_arrays(data)[0] == ["a", "b"] and row_size(data) == 2
+def _earlier_binary_row() -> bytes:
+    # The hand-made form of earlier versions: magic SRC2, header, NUL-joined ids, scores.
+    return b"SRC2" + struct.pack("<dII", 2.0, 2, 3) + b"a\x00b" + np.array([1.5, 0.5], "<f8").tobytes()
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (_earlier_binary_row(), "not a stored co-visitation row"),
+        (json.dumps({"landmark": 2.0, "items": ["a"], "scores": "AAAAAAAA+D8="}).encode(), "not a stored"),
+        (b"", "truncated"),
+        (b"\xc1garbage", "not a stored"),
+        (CovisitRow(1.0, {"a": 1.0}).to_bytes()[:-1], "truncated"),
+        (CovisitRow(1.0, {"a": 1.0}).to_bytes() + b"\x00", "trailing"),
+        (msgspec.msgpack.encode(StoredRow(1.0, b"\x00" * 16, ["a"])), "2 scores names 1 neighbours"),
+        (msgspec.msgpack.encode(StoredRow(1.0, b"\x00" * 12, ["a"])), "not a whole number"),
+        (msgspec.msgpack.encode(StoredRow(1.0, b"\x00" * 8, [1])), "Expected `str`"),
+    ],
+)
+def test_anything_but_a_stored_row_is_refused_with_a_clear_error(data: bytes, match: str) -> None:
+    """No reader of earlier forms is left: they, and garbage, raise FormatError."""
+    with pytest.raises(FormatError, match=match):
+        CovisitRow.from_bytes(data)
+    with pytest.raises(FormatError):
+        row_arrays(data)
 
 
 def test_catalog_scores_a_binary_row_as_the_row_itself() -> None:
@@ -234,10 +234,12 @@ def test_catalog_scores_a_binary_row_as_the_row_itself() -> None:
     assert lazy.view().item_ids == decoded.view().item_ids  # the unknown neighbour got its row
     lazy.set_covisits("a", None)
     assert lazy.covisits_of("a") is None
+    lazy.set_covisits("a", CovisitRow(3.0, {}).to_bytes())  # an empty row, stored: as none
+    assert lazy.covisits_of("a") is None and lazy.covisits_of("a") is None
 
 
 def test_merging_aligned_sequences_is_merging_their_dict() -> None:
-    params = CovisitParams(half_life_s=10.0)
+    params = covisit_params(half_life_s=10.0)
     by_dict = merge_row(CovisitRow(0.0, {"a": 1.0}), {"b": 2.0, "a": 0.5}, 10.0, params)
     by_entries = merge_row_entries(CovisitRow(0.0, {"a": 1.0}), ["b", "a"], [2.0, 0.5], 10.0, params)
     assert by_entries == by_dict == CovisitRow(0.0, {"a": 2.0, "b": 4.0})
@@ -245,7 +247,7 @@ def test_merging_aligned_sequences_is_merging_their_dict() -> None:
 
 
 def test_the_published_row_is_bounded_to_the_strongest_neighbours() -> None:
-    params = CovisitParams(max_neighbours=3)
+    params = covisit_params(max_neighbours=3)
     row = None
     for i in range(5):  # not yet pruned in memory: 5 <= 2 * 3
         row = merge_row(row, {f"n{i}": float(i)}, 0.0, params)
@@ -301,8 +303,9 @@ def test_covisited_item_is_ranked_first_with_its_reason() -> None:
     index = _index_with({k: unit for k in ("seen", "after", "other1", "other2")})
     index.set_covisits("seen", CovisitRow(0.0, {"after": 5.0, "other1": 1.0}))
     profile = UserProfile(history=[("seen", 0.0, 1.0)])
-    config = RankingConfig(weight_covisit=1.0, covisit_items=5)
-    ranked = rank_catalog(index.user_view(profile, 10, config.covisit_items), index.view(), 0.0, config, k=3)
+    config = ranking_config(weight_covisit=1.0, covisit_items=5)
+    view = index.user_view(profile, 10, config.covisit_items)
+    ranked = rank_catalog_batch([view], index.view(), [0.0], config, k=3)[0]
     assert [r.item_id for r in ranked][:2] == ["after", "other1"]
     assert ranked[0].reason == "covisited"
     assert "seen" not in [r.item_id for r in ranked]

@@ -6,12 +6,16 @@ import json
 import math
 import struct
 
+import msgspec
+import numpy as np
 import pytest
 
 from stream.core import covisit, popularity
 from stream.core.contracts import InteractionEvent
-from stream.core.covisit import CovisitParams
-from stream.core.statistics import ItemIncrements, decode_message
+from stream.core.formats import FormatError, StatisticsMessage, StoredPopularity, decode_message
+from stream.core.statistics import ItemIncrements
+from stream.kafka.partitioner import owner_partition
+from tests.params import covisit_params
 
 
 def rows_of(raw: bytes) -> list[tuple[str, dict[str, float], float]]:
@@ -21,10 +25,6 @@ def rows_of(raw: bytes) -> list[tuple[str, dict[str, float], float]]:
 
 def popularity_of(raw: bytes) -> list[tuple[str, float, float]]:
     return list(decode_message(raw).popularity_entries())
-
-
-def json_bytes(value: object) -> bytes:
-    return json.dumps(value).encode()
 
 
 H = 10.0
@@ -48,7 +48,7 @@ def _interactions(items: str, step: float) -> list[tuple[str, float]]:
 
 def test_pair_sums_equal_each_pair_decayed_to_the_batch_time() -> None:
     """add_interaction sums exactly the pairs of pair_increments, each decayed to ts."""
-    params = CovisitParams(window=3, window_s=100.0, backward_weight=0.5, half_life_s=H)
+    params = covisit_params(window=3, window_s=100.0, backward_weight=0.5, half_life_s=H)
     # "x" at 50 comes later than the interactions (an out-of-order history entry): its
     # pairs are held at 50, a time after the batch's.
     history: list[tuple[str, float, float]] = [("x", 50.0, 1.0)]
@@ -69,23 +69,23 @@ def test_pair_sums_equal_each_pair_decayed_to_the_batch_time() -> None:
 
 def test_an_interaction_without_earlier_items_forms_no_row() -> None:
     inc = ItemIncrements(ts=1.0)
-    inc.add_interaction([], "a", 1.0, CovisitParams())
+    inc.add_interaction([], "a", 1.0, covisit_params())
     assert inc.covisits == {}
     forward_only = ItemIncrements(ts=1.0)
-    forward_only.add_interaction([("a", 1.0, 1.0)], "b", 1.0, CovisitParams(backward_weight=0.0))
+    forward_only.add_interaction([("a", 1.0, 1.0)], "b", 1.0, covisit_params(backward_weight=0.0))
     assert forward_only.covisits == {"a": {"b": 1.0}}
 
 
 def test_a_batch_pairs_with_one_set_of_parameters() -> None:
     inc = ItemIncrements(ts=1.0)
-    inc.add_interaction([], "a", 1.0, CovisitParams())
+    inc.add_interaction([], "a", 1.0, covisit_params())
     with pytest.raises(ValueError, match="one set of parameters"):
-        inc.add_interaction([("a", 1.0, 1.0)], "b", 1.0, CovisitParams(backward_weight=0.0))
+        inc.add_interaction([("a", 1.0, 1.0)], "b", 1.0, covisit_params(backward_weight=0.0))
 
 
 def test_rows_merged_from_increments_equal_rows_merged_pair_by_pair() -> None:
     """Holding a batch at one time changes nothing once merged into a row."""
-    params = CovisitParams(half_life_s=H, max_neighbours=10)
+    params = covisit_params(half_life_s=H, max_neighbours=10)
     history: list[tuple[str, float, float]] = []
     pairs = []
     inc = ItemIncrements(ts=21.0)
@@ -112,13 +112,13 @@ def test_each_item_and_row_goes_to_its_owner_partition() -> None:
         popularity={f"i{k}": float(k) for k in range(40)},
         covisits={f"i{k}": {"x": 1.0} for k in range(0, 40, 3)},
     )
-    messages = inc.messages_by_owner(8)
+    messages = inc.messages_by_owner(lambda key: owner_partition(key, 8))
     assert len(messages) > 1
     for partition, raw in messages.items():
         message = decode_message(raw)
         assert message.ts == 1.0
         for item_id in [*message.items, *message.rows]:
-            assert popularity.owner_partition(item_id, 8) == partition
+            assert owner_partition(item_id, 8) == partition
     assert sum(len(decode_message(raw).items) for raw in messages.values()) == 40
     assert sum(len(decode_message(raw).rows) for raw in messages.values()) == 14
 
@@ -135,19 +135,18 @@ EXPECTED_POPULARITY = [("a", 1.25, 7.5), ("b", 1e-300, 7.5), ("é", 2.0, 7.5)]
 EXPECTED_ROWS = [("a", {"b": 0.1, "c": 3.0}, 7.5), ("b", {"a": 2.0, "é": 0.5}, 7.5)]
 
 
-def test_binary_wire_form_round_trips_exactly() -> None:
+def test_wire_form_round_trips_exactly() -> None:
     raw = _increments().to_bytes()
-    assert raw[:4] == b"SII1"
     assert popularity_of(raw) == EXPECTED_POPULARITY
     assert rows_of(raw) == EXPECTED_ROWS
 
 
-def test_ids_with_nul_are_sent_as_json_and_read_back() -> None:
-    inc = ItemIncrements(ts=1.0, popularity={"a\x00b": 1.0}, covisits={"": {"x": 2.0}})
+@pytest.mark.parametrize("odd", ["a\x00b", "", "\U0001f600"])
+def test_any_ids_round_trip(odd: str) -> None:
+    inc = ItemIncrements(ts=1.0, popularity={odd: 1.0}, covisits={odd: {"x": 2.0}, "y": {odd: 3.0}})
     raw = inc.to_bytes()
-    assert raw.startswith(b"{")
-    assert popularity_of(raw) == [("a\x00b", 1.0, 1.0)]
-    assert rows_of(raw) == [("", {"x": 2.0}, 1.0)]
+    assert popularity_of(raw) == [(odd, 1.0, 1.0)]
+    assert rows_of(raw) == [(odd, {"x": 2.0}, 1.0), ("y", {odd: 3.0}, 1.0)]
 
 
 def test_an_empty_batch_round_trips() -> None:
@@ -155,69 +154,122 @@ def test_an_empty_batch_round_trips() -> None:
     assert popularity_of(raw) == [] and rows_of(raw) == []
 
 
-def test_json_messages_of_earlier_versions_are_still_read() -> None:
-    raw = json_bytes(_increments().to_message())
-    assert popularity_of(raw) == EXPECTED_POPULARITY
-    assert rows_of(raw) == EXPECTED_ROWS
-    older = {
-        "items": {"a": {"score": 2.0, "ref_ts": 3.0}},
-        "covisits": {"a": {"ts": 4.0, "scores": {"b": 0.5}}},
-    }
-    assert popularity_of(json_bytes(older)) == [("a", 2.0, 3.0)]
-    assert rows_of(json_bytes(older)) == [("a", {"b": 0.5}, 4.0)]
-
-
 def test_a_message_without_co_visitation_has_no_rows() -> None:
     assert rows_of(ItemIncrements(ts=1.0, popularity={"a": 1.0}).to_bytes()) == []
-    assert rows_of(json_bytes(ItemIncrements(ts=1.0, popularity={"a": 1.0}).to_message())) == []
-    assert rows_of(json_bytes({"items": {}})) == []
 
 
-def test_inconsistent_json_weights_are_refused() -> None:
-    value = ItemIncrements(ts=1.0, covisits={"a": {"b": 1.0}}).to_message()
-    value["neighbours"].append("c")
-    with pytest.raises(ValueError, match="2 neighbours but 1 weights"):
-        decode_message(json_bytes(value))
+def test_a_message_names_each_of_its_ids_once() -> None:
+    """Rows and neighbours refer to ids by number: an owner decodes each id once, and
+    merges rows keyed by the same strings."""
+    inc = ItemIncrements(
+        ts=1.0, covisits={"a": {"b": 1.0, "c": 2.0}, "b": {"a": 1.0, "c": 1.0}, "c": {"b": 4.0}}
+    )
+    raw = inc.to_bytes()
+    assert sorted(msgspec.msgpack.decode(raw, type=StatisticsMessage).names) == ["a", "b", "c"]
+    message = decode_message(raw)
+    assert message.neighbours[0] is message.rows[1]  # the same "b"
+    assert rows_of(raw) == [
+        ("a", {"b": 1.0, "c": 2.0}, 1.0),
+        ("b", {"a": 1.0, "c": 1.0}, 1.0),
+        ("c", {"b": 4.0}, 1.0),
+    ]
 
 
-def test_json_row_sizes_that_do_not_add_up_are_refused() -> None:
-    value = ItemIncrements(ts=1.0, covisits={"a": {"b": 1.0}, "c": {"d": 1.0}}).to_message()
-    value["sizes"] = [1, 2]
-    with pytest.raises(ValueError, match="rows of 3 neighbours in all but 2 neighbours"):
-        decode_message(json_bytes(value))
+def test_each_owners_message_names_only_its_own_ids() -> None:
+    inc = ItemIncrements(ts=1.0, covisits={f"r{k}": {f"n{k}": 1.0, "shared": 2.0} for k in range(30)})
+    messages = inc.messages_by_owner(lambda key: owner_partition(key, 4))
+    assert len(messages) > 1
+    for raw in messages.values():
+        names = msgspec.msgpack.decode(raw, type=StatisticsMessage).names
+        message = decode_message(raw)
+        assert sorted(names) == sorted({*message.rows, *message.neighbours})
 
 
-def _binary(ts: float, counts: tuple[int, ...], ids: tuple[bytes, bytes, bytes], tail: bytes) -> bytes:
-    n_items, n_rows, n_neighbours = counts
-    header = struct.pack("<dIIIIII", ts, n_items, len(ids[0]), n_rows, len(ids[1]), n_neighbours, len(ids[2]))
-    return b"SII1" + header + b"".join(ids) + tail
+def test_a_batchs_pairs_reach_their_owners_exactly() -> None:
+    """Every pair formed from real interactions arrives, once, at its row's owner."""
+    params = covisit_params(window=4, half_life_s=H)
+    inc = ItemIncrements(ts=40.0)
+    for user in range(6):
+        items = [f"i{(user * 7 + k * 3) % 23}" for k in range(9)]
+        inc.add_user_interactions([], [(item, 2.0 * k) for k, item in enumerate(items)], params)
+    received: dict[str, dict[str, float]] = {}
+    for partition, raw in inc.messages_by_owner(lambda key: owner_partition(key, 3)).items():
+        for row_id, scores, ts in rows_of(raw):
+            assert owner_partition(row_id, 3) == partition and ts == 40.0 and row_id not in received
+            received[row_id] = scores
+    assert received == inc.covisits
+
+
+def _message(**fields: object) -> bytes:
+    """A message of one item and one row of two neighbours, with ``fields`` replaced."""
+    parts: dict[str, object] = {
+        "ts": 1.0,
+        "items": ["a"],
+        "scores": np.array([1.0], "<f8").tobytes(),
+        "names": ["a", "b", "c"],
+        "rows": np.array([0], "<u4").tobytes(),
+        "sizes": np.array([2], "<u4").tobytes(),
+        "neighbours": np.array([1, 2], "<u4").tobytes(),
+        "weights": np.array([0.5, 0.25], "<f8").tobytes(),
+    }
+    parts.update(fields)
+    return msgspec.msgpack.encode(StatisticsMessage(**parts))
+
+
+def _earlier_binary_message() -> bytes:
+    # The hand-made form of earlier versions (magic SII1): one item, no rows.
+    header = struct.pack("<dIIIIII", 1.0, 1, 1, 0, 0, 0, 0)
+    return b"SII1" + header + b"a" + np.array([1.0], "<f8").tobytes()
+
+
+def test_a_well_formed_message_decodes() -> None:
+    assert rows_of(_message()) == [("a", {"b": 0.5, "c": 0.25}, 1.0)]
 
 
 @pytest.mark.parametrize(
     ("raw", "match"),
     [
-        (b"SII1\x00\x01", "shorter than its header"),
-        (_increments().to_bytes()[:-1], "by its header"),
-        (_increments().to_bytes() + b"\x00", "by its header"),
-        # two row ids where the header says one
-        (_binary(1.0, (0, 1, 1), (b"", b"a\x00b", b"x"), struct.pack("<Id", 1, 1.0)), "do not match"),
-        # one row of two neighbours, one neighbour given
-        (_binary(1.0, (0, 1, 1), (b"", b"a", b"x"), struct.pack("<Id", 2, 1.0)), "rows of 2 neighbours"),
-        (b"[1, 2]", "not an object"),
-        (json_bytes({**_increments().to_message(), "sizes": [3, -1, 2]}), "the least -1"),
-        (b'{"ts": 1, "items": ["a"]}', "without a valid"),
-        (b"\xff\xfe", "Expecting value"),
+        (_earlier_binary_message(), "not an item-statistics message"),
+        (json.dumps({"ts": 1, "items": ["a"], "scores": "AAAAAAAA8D8="}).encode(), "not an item-statistics"),
+        (b"[1, 2]", "not an item-statistics message"),
+        (b"\xff\xfe", "not an item-statistics message"),
+        (b"", "truncated"),
+        (_message()[:-1], "truncated"),
+        (_message() + b"\x00", "trailing"),
+        (_message(items=["a", "b"]), "2 items but 1 scores"),
+        (_message(scores=b"\x00" * 7), "not a whole number of 8-byte values"),
+        (_message(sizes=np.array([2, 0], "<u4").tobytes()), "1 rows but 2 sizes"),
+        (_message(sizes=np.array([3], "<u4").tobytes()), "rows of 3 neighbours in all but 2 neighbours"),
+        (_message(weights=np.array([0.5], "<f8").tobytes()), "2 neighbours but 1 weights"),
+        (_message(names=["a", "b"]), "id number 2 of a message naming 2 ids"),
+        (_message(rows=np.array([7], "<u4").tobytes()), "id number 7"),
+        (_message(ts="soon"), r"Expected `float`, got `str` - at `\$\.ts`"),
     ],
 )
-def test_malformed_messages_raise_value_error(raw: bytes, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
+def test_anything_but_a_message_is_refused_with_a_clear_error(raw: bytes, match: str) -> None:
+    """No reader of earlier forms is left: they, garbage and inconsistent messages raise
+    FormatError, a ValueError (the statistics agent dead-letters it as undecodable)."""
+    with pytest.raises(FormatError, match=match):
         decode_message(raw)
+    assert issubclass(FormatError, ValueError)
 
 
-def test_popularity_entries_round_trip_through_their_stored_forms() -> None:
+def test_popularity_entries_round_trip_through_their_stored_form() -> None:
     data = popularity.encode_entry(2.5, 1234.0)
-    assert len(data) == 20 and popularity.decode_entry(data) == (2.5, 1234.0)
-    # Earlier versions stored JSON: read as bytes (a bytes table) or as a dict.
-    assert popularity.decode_entry(b'{"score": 2.5, "ref_ts": 1234.0}') == (2.5, 1234.0)
-    assert popularity.decode_entry({"score": 2.5, "ref_ts": 1234.0}) == (2.5, 1234.0)
+    assert len(data) == 19 and popularity.decode_entry(data) == (2.5, 1234.0)
+    assert data == msgspec.msgpack.encode(StoredPopularity(2.5, 1234.0))
     assert popularity.decode_entry(None) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"SRQ1" + struct.pack("<dd", 2.5, 1234.0),  # the hand-made form of earlier versions
+        b'{"score": 2.5, "ref_ts": 1234.0}',  # the JSON form before it
+        popularity.encode_entry(2.5, 1234.0)[:-1],
+        b"",
+    ],
+)
+def test_anything_but_a_popularity_entry_is_refused(data: bytes) -> None:
+    with pytest.raises(FormatError, match="not a stored popularity entry"):
+        popularity.decode_entry(data)
