@@ -44,16 +44,9 @@ class VectorCache:
         self._max = max_entries
         self._entries: OrderedDict[tuple[str, bytes], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._entries)
-
-    @property
-    def max_entries(self) -> int:
-        """Capacity."""
-        return self._max
 
     def get_many(self, model_id: str, texts: Sequence[str]) -> list[np.ndarray | None]:
         """Look texts up.
@@ -73,9 +66,6 @@ class VectorCache:
                 if vector is not None:
                     self._entries.move_to_end(key)
                 out.append(vector)
-            found = sum(v is not None for v in out)
-            self.hits += found
-            self.misses += len(out) - found
         return out
 
     def put_many(self, model_id: str, texts: Sequence[str], vectors: np.ndarray) -> None:
@@ -100,8 +90,3 @@ class VectorCache:
                 self._entries.move_to_end(key)
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        """Drop every entry (counters are kept)."""
-        with self._lock:
-            self._entries.clear()

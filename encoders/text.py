@@ -19,119 +19,46 @@ batch, the next chunk of texts is tokenised on a helper thread while the GPU wor
 attention avoids cuDNN's kernel, which plans anew for every batch shape. On CPU,
 the thread count follows the CPUs the process may use, and ``quantize="int8"`` runs the
 attention's query, key and output projections with dynamic int8 quantisation.
+
+The model id and pooling are read in ``encoders.signature``, options checked in
+``encoders.checks``; loading, batching, padding, pooling and int8 quantisation live in
+``encoders.forward``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
-import json
-import logging
-import math
 import os
 import threading
-import warnings
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal, cast, get_args
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.attention import sdpa_kernel
 
 from encoders.cache import VectorCache
+from encoders.checks import Device, Dtype, Quantize, check_texts, resolve_options, scrub
+from encoders.forward import (
+    CUDA_ATTENTION,
+    default_batch_tokens,
+    load_model,
+    padded_batch,
+    pool,
+    set_cpu_threads,
+    token_batches,
+)
+from encoders.signature import Pooling, declared_pooling, default_name, format_model_id
 
 if TYPE_CHECKING:
     from encoders.config import EncoderSettings
 
-__all__ = [
-    "Device",
-    "Dtype",
-    "ModelSignature",
-    "Pooling",
-    "Quantize",
-    "TextEncoder",
-    "available_cpus",
-    "default_batch_tokens",
-    "model_signature",
-]
-
-logger = logging.getLogger(__name__)
-
-Pooling = Literal["mean", "cls", "max"]
-Device = Literal["auto", "cpu", "cuda"]
-Dtype = Literal["auto", "float32", "float16", "bfloat16"]
-Quantize = Literal["none", "int8"]
-
-_POOLINGS: tuple[str, ...] = get_args(Pooling)
-_DEVICES: tuple[str, ...] = get_args(Device)
-_QUANTIZE: tuple[str, ...] = get_args(Quantize)
-_DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-}
-# sentence-transformers Pooling config: legacy boolean keys and the mode each one selects.
-_LEGACY_POOLING_KEYS: dict[str, str] = {
-    "pooling_mode_mean_tokens": "mean",
-    "pooling_mode_cls_token": "cls",
-    "pooling_mode_max_tokens": "max",
-    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
-    "pooling_mode_weightedmean_tokens": "weightedmean",
-    "pooling_mode_lasttoken": "lasttoken",
-}
-# sentence-transformers modules this encoder reproduces; anything else (Dense, ...) would
-# change the vectors, so such models are refused rather than silently encoded differently.
-_SUPPORTED_MODULES = frozenset({"Transformer", "Pooling", "Normalize"})
 # On CUDA, texts are tokenised in chunks of this many, the next chunk on a helper thread while
 # the GPU runs the current one. Large enough that sorting within a chunk keeps padding minimal
 # and each chunk fills several forward batches; small enough that the GPU starts after a few
 # milliseconds of tokenisation instead of after all of it.
 _PIPELINE_CHUNK_TEXTS = 4096
-# Names of attention value projections (BERT/RoBERTa/MPNet, DistilBERT, others): kept float32
-# by the int8 mode, see _quantize_attention.
-_VALUE_PROJECTIONS = frozenset({"value", "v_lin", "v", "v_proj"})
-# Token budget per forward pass when the settings leave it at 0. CPU, all-MiniLM-L6-v2 on
-# MovieLens texts: 1024 and 2048 tie on 2 threads, 1024 is 5% faster on 1 thread (CPU time per
-# item), 8192 is 20-28% slower: activations that fit the caches win. A GPU needs large batches
-# to keep its cores busy.
-_DEFAULT_BATCH_TOKENS: dict[str, int] = {"cpu": 1024, "cuda": 16384}
-# Attention kernels allowed on CUDA: every one but cuDNN's. cuDNN builds an execution plan for
-# each new (batch, length) shape, and batches cut from a stream of texts rarely repeat a shape:
-# on an H100 the plan builds made a 256-text call 9x slower (p50 76.9 ms against 8.6) and the
-# encoder service 5x slower. Padded batches run the memory-efficient kernel instead.
-_CUDA_ATTENTION = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
-
-
-@dataclass(frozen=True, slots=True)
-class ModelSignature:
-    """What identifies a vector space without loading the weights."""
-
-    model_id: str
-    dim: int
-    name: str
-
-
-def model_signature(settings: EncoderSettings) -> ModelSignature:
-    """The model id and dimension that :meth:`TextEncoder.from_settings` would produce.
-
-    Reads only the model's config files (no weights), so a worker that encodes through the
-    encoder service knows which vectors it must accept.
-
-    Raises:
-        ValueError: If the model declares a pooling this encoder cannot reproduce.
-    """
-    from transformers import AutoConfig
-
-    source = settings.resolved_model()
-    is_local = os.path.isdir(source)
-    name = settings.model_name() or _default_name(source, is_local)
-    pooling = _declared_pooling(source, is_local)
-    dim = int(AutoConfig.from_pretrained(source).hidden_size)
-    model_id = _model_id(name, pooling, settings.normalize, settings.max_seq_length, settings.quantize)
-    return ModelSignature(model_id=model_id, dim=dim, name=name)
 
 
 class TextEncoder:
@@ -190,67 +117,36 @@ class TextEncoder:
                 max_seq_length the model cannot handle, or a model whose declared modules /
                 pooling this encoder cannot reproduce.
         """
-        if device not in _DEVICES:
-            raise ValueError(f"device must be one of {_DEVICES}, got {device!r}")
-        if dtype != "auto" and dtype not in _DTYPES:
-            raise ValueError(f"dtype must be 'auto' or one of {tuple(_DTYPES)}, got {dtype!r}")
-        if pooling is not None and pooling not in _POOLINGS:
-            raise ValueError(f"pooling must be one of {_POOLINGS} or None, got {pooling!r}")
-        if quantize not in _QUANTIZE:
-            raise ValueError(f"quantize must be one of {_QUANTIZE}, got {quantize!r}")
-        _check_int("max_seq_length", max_seq_length, minimum=1)
-        _check_int("max_batch_tokens", max_batch_tokens, minimum=1)
-        _check_int("threads", threads, minimum=0)
-        if device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device='cuda' requested but torch.cuda.is_available() is False")
-
+        torch_device, torch_dtype = resolve_options(
+            device, dtype, pooling, quantize, max_seq_length, max_batch_tokens, threads
+        )
         source = os.fspath(model)
         if not source:
             raise ValueError("model must be a model directory or hub name, got ''")
         is_local = os.path.isdir(source)
 
-        resolved_device = device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-        if quantize == "int8" and resolved_device != "cpu":
-            raise ValueError("quantize='int8' runs on CPU only; use float16/bfloat16 on CUDA")
-        if dtype == "auto":
-            torch_dtype = torch.float16 if resolved_device == "cuda" else torch.float32
-        else:
-            torch_dtype = _DTYPES[dtype]
-        if quantize == "int8" and torch_dtype != torch.float32:
-            raise ValueError(f"quantize='int8' needs float32 weights, got dtype={dtype!r}")
-
-        self._source = source
-        self._device = torch.device(resolved_device)
+        self._device = torch_device
         self._max_seq_length = max_seq_length
         self._max_batch_tokens = max_batch_tokens
         self._normalize = normalize
         self._quantize: Quantize = quantize
         self._cache = cache
         self._pin = self._device.type == "cuda"
-        self._name = name or _default_name(source, is_local)
+        self._name = name or default_name(source, is_local)
         # The tokenizer's Python wrapper mutates its truncation state on every call, which
         # fails ("Already borrowed") if two threads tokenise at once.
         self._tokenize_lock = threading.Lock()
 
         # Pooling is resolved before the (larger) weights are loaded, to fail fast.
-        self._pooling: Pooling = pooling or _declared_pooling(source, is_local)
+        self._pooling: Pooling = pooling or declared_pooling(source, is_local)
 
         if self._device.type == "cpu":
-            wanted = threads or available_cpus()
-            if wanted != torch.get_num_threads():
-                torch.set_num_threads(wanted)
+            set_cpu_threads(threads)
 
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
 
         self._tokenizer = AutoTokenizer.from_pretrained(source)
-        self._model = AutoModel.from_pretrained(source, dtype=torch_dtype)
-        self._model.eval()
-        if getattr(self._model, "pooler", None) is not None:
-            # BERT's pooler (dense + tanh over [CLS]) feeds no pooling mode here: skip its work.
-            self._model.pooler = None
-        if quantize == "int8":
-            self._model = _quantize_attention(self._model)
-        self._model.to(self._device)
+        self._model = load_model(source, torch_dtype, quantize == "int8", self._device)
 
         limit = getattr(self._model.config, "max_position_embeddings", None)
         if isinstance(limit, int) and max_seq_length > limit:
@@ -343,7 +239,9 @@ class TextEncoder:
         Example: ``all-MiniLM-L6-v2:mean:norm:128`` (``...:128:int8`` when quantised). Vectors
         with different tags must not be compared with each other.
         """
-        return _model_id(self._name, self._pooling, self._normalize, self._max_seq_length, self._quantize)
+        return format_model_id(
+            self._name, self._pooling, self._normalize, self._max_seq_length, self._quantize
+        )
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Count the tokens the model sees per text (special tokens in, after truncation).
@@ -370,10 +268,10 @@ class TextEncoder:
         Raises:
             TypeError: If ``texts`` is a single string or contains non-strings.
         """
-        _check_texts(texts)
+        check_texts(texts)
         if len(texts) == 0:
             return []
-        clean = [_scrub(t) for t in texts]
+        clean = [scrub(t) for t in texts]
         with self._tokenize_lock:
             features = self._tokenizer(
                 clean,
@@ -400,7 +298,7 @@ class TextEncoder:
         Raises:
             TypeError: If ``texts`` is a single string or contains non-strings.
         """
-        _check_texts(texts)
+        check_texts(texts)
         if len(texts) == 0:
             return np.zeros((0, self._dim), dtype=np.float32)
         slot_of: dict[str, int] = {}
@@ -460,27 +358,12 @@ class TextEncoder:
     def _run(self, ids: Sequence[Sequence[int]]) -> torch.Tensor:
         """Encode ids in token-budget batches; float32 vectors on the device, in input order."""
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
-        outputs = [self._forward([ids[i] for i in batch]) for batch in self._batches(order, ids)]
+        batches = token_batches(order, ids, self._max_batch_tokens)
+        outputs = [self._forward([ids[i] for i in batch]) for batch in batches]
         sorted_vectors = torch.cat(outputs)
         inverse = torch.empty(len(order), dtype=torch.long)
         inverse[torch.tensor(order, dtype=torch.long)] = torch.arange(len(order))
         return sorted_vectors.index_select(0, self._to_device(inverse))
-
-    def _batches(self, order: list[int], ids: Sequence[Sequence[int]]) -> list[list[int]]:
-        """Group indices (sorted longest first) so that padded size fits the token budget."""
-        batches: list[list[int]] = []
-        current: list[int] = []
-        width = 0
-        for index in order:
-            if current and width * (len(current) + 1) > self._max_batch_tokens:
-                batches.append(current)
-                current = []
-            if not current:
-                width = len(ids[index])  # longest of the batch: inputs are sorted
-            current.append(index)
-        if current:
-            batches.append(current)
-        return batches
 
     def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
         if self._pin:
@@ -493,177 +376,18 @@ class TextEncoder:
 
     def _forward(self, rows: list[Sequence[int]]) -> torch.Tensor:
         """Run one right-padded batch through the model and pool it (float32, on device)."""
-        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-        width = int(lengths.max())
-        mask = np.arange(width)[None, :] < lengths[:, None]
-        input_ids = np.full((len(rows), width), self._pad_id, dtype=np.int64)
-        # Rows are right-padded, so the row-major positions of the mask are the tokens in order.
-        input_ids[mask] = np.fromiter(
-            itertools.chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum())
-        )
+        input_ids, mask = padded_batch(rows, self._pad_id)
         inputs = {
             "input_ids": self._to_device(torch.from_numpy(input_ids)),
-            "attention_mask": self._to_device(torch.from_numpy(mask.astype(np.int64))),
+            "attention_mask": self._to_device(torch.from_numpy(mask)),
         }
         if self._token_types:
             # One sequence per text: every token is of type 0, as the tokenizer would say.
             inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
-        kernels = sdpa_kernel(_CUDA_ATTENTION) if self._device.type == "cuda" else contextlib.nullcontext()
+        kernels = sdpa_kernel(CUDA_ATTENTION) if self._device.type == "cuda" else contextlib.nullcontext()
         with kernels:
             hidden = self._model(**inputs).last_hidden_state.float()
-        pooled = _pool(hidden, inputs["attention_mask"], self._pooling)
+        pooled = pool(hidden, inputs["attention_mask"], self._pooling)
         if self._normalize:
             pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=1)
         return pooled
-
-
-def default_batch_tokens(device: str) -> int:
-    """Token budget per forward pass used when none is configured (``cpu`` or ``cuda``)."""
-    return _DEFAULT_BATCH_TOKENS[device]
-
-
-def available_cpus() -> int:
-    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota."""
-    try:
-        count = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        count = os.cpu_count() or 1
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            count = min(count, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, count)
-
-
-def _model_id(name: str, pooling: str, normalize: bool, max_seq_length: int, quantize: str) -> str:
-    norm = "norm" if normalize else "raw"
-    suffix = "" if quantize == "none" else f":{quantize}"
-    return f"{name}:{pooling}:{norm}:{max_seq_length}{suffix}"
-
-
-def _default_name(source: str, is_local: bool) -> str:
-    return Path(source).resolve().name if is_local else source
-
-
-def _check_int(name: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
-def _scrub(text: str) -> str:
-    """The text, with lone surrogates (which the tokenizer refuses) replaced by ``?``."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "replace").decode("utf-8")
-    return text
-
-
-def _quantize_attention(model: torch.nn.Module) -> torch.nn.Module:
-    """Quantise the attention's query, key and output projections to int8, dynamically.
-
-    Everything else stays float32. Measured on all-MiniLM-L6-v2 over the 9,742 MovieLens item
-    texts, min cosine to fp32: 0.95 with every linear layer quantised (the feed-forward inputs
-    carry outlier activations that 8-bit dynamic quantisation rounds badly), 0.9899 with all
-    four attention projections (value errors pass straight into the output), 0.997 with query,
-    key and output only.
-    """
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    names = [
-        name
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear)
-        and ".attention." in f".{name}."
-        and name.rsplit(".", 1)[-1] not in _VALUE_PROJECTIONS
-    ]
-    if not names:
-        raise ValueError("quantize='int8' found no attention projections (nn.Linear) to quantise")
-    with warnings.catch_warnings():
-        # torch.ao.quantization announces its move to torchao; the eager API still works.
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(model, dict.fromkeys(names, per_channel_dynamic_qconfig), dtype=torch.qint8)
-
-
-def _check_texts(texts: Sequence[str]) -> None:
-    if isinstance(texts, str):
-        raise TypeError("texts must be a sequence of str, not a single str")
-    for text in texts:
-        if not isinstance(text, str):
-            raise TypeError(f"texts must contain only str, got {type(text).__name__}")
-
-
-def _pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:
-    """Pool token vectors ``(batch, tokens, dim)`` of a right-padded batch into ``(batch, dim)``."""
-    if pooling == "cls":
-        return hidden[:, 0]
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    if pooling == "max":
-        return hidden.masked_fill(mask == 0, float("-inf")).max(dim=1).values
-    summed = (hidden * mask).sum(dim=1)
-    return summed / mask.sum(dim=1).clamp(min=1e-9)
-
-
-def _declared_pooling(source: str, is_local: bool) -> Pooling:
-    """Return the pooling the model declares (sentence-transformers layout), else ``"mean"``.
-
-    Reads ``modules.json`` to find the Pooling module's directory and its ``config.json``;
-    falls back to ``1_Pooling/config.json``.
-
-    Raises:
-        ValueError: If the model declares modules or a pooling this encoder cannot reproduce.
-    """
-    pooling_dir = "1_Pooling"
-    modules_text = _read_model_file(source, "modules.json", is_local)
-    if modules_text is not None:
-        modules = json.loads(modules_text)
-        kinds = {str(m.get("type", "")).rsplit(".", 1)[-1]: m for m in modules}
-        unsupported = sorted(set(kinds) - _SUPPORTED_MODULES)
-        if unsupported:
-            raise ValueError(
-                f"model {source!r} declares sentence-transformers modules {unsupported}, "
-                "which TextEncoder does not implement (supported: Transformer, Pooling, "
-                "Normalize)"
-            )
-        if "Pooling" in kinds:
-            pooling_dir = str(kinds["Pooling"].get("path") or pooling_dir)
-
-    config_text = _read_model_file(source, f"{pooling_dir}/config.json", is_local)
-    if config_text is None:
-        return "mean"
-    config = json.loads(config_text)
-    mode = config.get("pooling_mode")
-    if mode is None:
-        modes = [m for key, m in _LEGACY_POOLING_KEYS.items() if config.get(key)]
-    elif isinstance(mode, str):
-        modes = [mode]
-    else:
-        modes = list(mode)
-    if not modes:
-        return "mean"
-    if len(modes) != 1 or modes[0] not in _POOLINGS:
-        raise ValueError(
-            f"model {source!r} declares pooling {modes}; TextEncoder supports exactly one of "
-            f"{_POOLINGS} (pass pooling= to override)"
-        )
-    return cast(Pooling, modes[0])
-
-
-def _read_model_file(source: str, filename: str, is_local: bool) -> str | None:
-    """Return a text file of a local model directory or hub repo, or ``None`` if absent."""
-    if is_local:
-        path = Path(source) / filename
-        return path.read_text(encoding="utf-8") if path.is_file() else None
-
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError
-
-    try:
-        return Path(hf_hub_download(source, filename)).read_text(encoding="utf-8")
-    except EntryNotFoundError:
-        logger.debug("%s has no %s", source, filename)
-        return None

@@ -1,8 +1,11 @@
 """streamrank settings: one frozen object, read from ``STREAMRANK_*`` environment variables.
 
 Every knob the workers use lives here with its default and the reason for it; nothing
-else in the package reads the environment. ``cli.py`` builds the object once (applying
-command-line flags over the environment) and passes it down.
+else in the package reads the environment. ``stream.tools.cli`` builds the object once
+(applying command-line flags over the environment) and passes it down. The parameter
+classes of ``stream.core`` (``RankingConfig``, ``CovisitParams``, ``ProfileParams``) have
+no defaults of their own: their ``from_settings`` builds them from this object. This module
+imports nothing from ``stream``, so the core depends on it for type checking only.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from encoders.config import EncoderSettings
-from stream.core.covisit import CovisitParams
 
 DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "view": 1.0,
@@ -293,16 +295,6 @@ class Settings(BaseSettings):
             return json.loads(value)
         return value
 
-    def covisit_params(self) -> CovisitParams:
-        """How co-visitation pairs are formed, aged and bounded."""
-        return CovisitParams(
-            window=self.covisit_window,
-            window_s=self.covisit_window_s,
-            backward_weight=self.covisit_backward_weight,
-            half_life_s=self.covisit_half_life_s,
-            max_neighbours=self.covisit_max_neighbours,
-        )
-
     @property
     def bootstrap_servers(self) -> list[str]:
         """Broker addresses without any URL scheme."""
@@ -312,10 +304,6 @@ class Settings(BaseSettings):
     def is_embedded(self) -> bool:
         """Whether the embedded-broker workarounds are on."""
         return self.broker_profile == "embedded"
-
-    def user_topics(self) -> list[str]:
-        """Topics keyed by user_id; they must be co-partitioned."""
-        return [self.events_topic, self.rerank_requests_topic]
 
     def all_topics(self) -> list[str]:
         """Every external topic streamrank reads or writes."""

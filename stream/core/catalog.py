@@ -6,26 +6,25 @@ their changelog events are applied here so that ranking reads contiguous numpy a
 instead of iterating a table. The index is a cache: it is rebuilt from the changelogs
 at start and never written back.
 
-A :class:`CatalogIndex` holds the vectors of one model. :class:`ModelCatalog` holds one per
-model found in the catalog while the configured model replaces another, and names the one
-scoring reads: the old model's until every live item has a vector of the new one, then the
-new one, swapped in one assignment. One ranking reads one index, so it never mixes models.
+A :class:`CatalogIndex` holds the vectors of one model; ``stream.core.model_catalog`` holds
+one per model in use and names the one scoring reads. No Faust, no Kafka, no I/O.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
-from stream.core.covisit import CovisitRow, row_arrays, row_size
+from stream.core.covisit import CovisitRow
+from stream.core.formats import row_arrays
 from stream.core.profiles import UserProfile
-from stream.core.ranking import CatalogView, UserView, interest_direction, time_groups
+from stream.core.signals import interest_direction, time_groups
 from stream.core.similarity import Int8Catalog, int8_supported, similarity_product
+from stream.core.views import CatalogView, UserView
 
 _INITIAL_CAPACITY = 1024
 DEFAULT_SIMILARITY_CACHE_BYTES = 64 << 20
@@ -170,10 +169,10 @@ class CatalogIndex:
         self._popularity_ref_ts[row] = ref_ts
 
     def set_covisits(self, item_id: str, row: CovisitRow | bytes | None) -> None:
-        """Set an item's co-visitation row, or its binary form (``CovisitRow.to_bytes``,
-        decoded when first scored); None or an empty row removes it."""
+        """Set an item's co-visitation row, or its stored form (``CovisitRow.to_bytes``,
+        decoded when first scored); None or an empty row removes it (a stored one once read)."""
         self._covisit_arrays.pop(item_id, None)
-        if row is None or (not row_size(row) if isinstance(row, bytes) else not row.scores):
+        if row is None or (not isinstance(row, bytes) and not row.scores):
             self._covisits.pop(item_id, None)
         else:
             self._covisits[item_id] = row
@@ -187,6 +186,9 @@ class CatalogIndex:
                 return None
             if isinstance(row, bytes):
                 ids, scores = row_arrays(row)
+                if not ids:  # an empty row, stored
+                    del self._covisits[item_id]
+                    return None
             else:
                 ids = list(row.scores)
                 scores = np.fromiter(row.scores.values(), dtype=np.float64, count=len(ids))
@@ -230,19 +232,12 @@ class CatalogIndex:
             ts_groups=groups,
         )
 
-    def similarity_rows(self, item_ids: Sequence[str]) -> list[np.ndarray]:
-        """Cosine of each item (which must have a vector) to every catalog row.
-
-        Cached rows are reused; the missing ones are computed together, in one matrix
-        product over the catalog, so a batch's users share one pass over the vectors.
-        """
-        return self._similarity_rows_with(item_ids, [])[0]
-
     def _similarity_rows_with(
         self, item_ids: Sequence[str], queries: list[np.ndarray]
     ) -> tuple[list[np.ndarray], np.ndarray]:
-        """``similarity_rows(item_ids)``, and the cosine of each unit vector of ``queries`` to
-        every catalog row, computed in the same product (one read of the catalog matrix)."""
+        """Cosine of each item (which must have a vector) to every catalog row, and of each
+        unit vector of ``queries``: cached rows are reused, the missing ones and the queries
+        computed in one product (one read of the catalog matrix)."""
         n = len(self._ids)
         cache = self._similarity_rows
         missing = [i for i in dict.fromkeys(item_ids) if i not in cache or len(cache[i]) < n]
@@ -369,128 +364,3 @@ class CatalogIndex:
             covisit_scores=covisit_scores,
             history_ts=np.asarray(times, dtype=np.float64),
         )
-
-
-class ModelCatalog:
-    """The catalog indexes of the configured model (``target``) and of older models still in use.
-
-    Each item's latest catalog entry carries the vector of one model. The target index takes
-    that vector when it is of the configured model and otherwise forgets the item's vector, so
-    the item shows up in :meth:`missing` and is re-encoded. An index of another model keeps the
-    vector it had, so scoring on it does not degrade while items are re-encoded.
-
-    Scoring reads :attr:`active`: chosen when first read (after table recovery) as the index
-    that covers most live items, preferring the target; then it moves to the target only when
-    the target covers every live item (:meth:`try_switch`), and older indexes are dropped.
-    """
-
-    def __init__(
-        self,
-        model_id: str,
-        dim: int,
-        similarity_cache_bytes: int = DEFAULT_SIMILARITY_CACHE_BYTES,
-        similarity_precision: SimilarityPrecision = "float32",
-    ) -> None:
-        self._covisits: dict[str, CovisitRow | bytes] = {}
-        # Every index (the target's and other models') shares the statistics and the settings.
-        self._new_index = functools.partial(
-            CatalogIndex,
-            covisits=self._covisits,
-            similarity_cache_bytes=similarity_cache_bytes,
-            similarity_precision=similarity_precision,
-        )
-        self.target = self._new_index(model_id, dim)
-        self._others: dict[str, CatalogIndex] = {}
-        self._active: CatalogIndex | None = None
-        self._live: set[str] = set()
-        self._unreported_switch = False
-
-    @property
-    def model_id(self) -> str:
-        """The configured model's id."""
-        return self.target.model_id
-
-    @property
-    def active(self) -> CatalogIndex:
-        """The index scoring reads now. Read it once per ranking."""
-        if self._active is None:
-            self._active = self._choose()
-        return self._active
-
-    def current(self) -> CatalogIndex:
-        """The scoring index if chosen, else the target; reading it chooses nothing (metrics)."""
-        return self._active if self._active is not None else self.target
-
-    @property
-    def switching(self) -> bool:
-        """Whether scoring still reads another model's index than the configured one."""
-        return self.active is not self.target
-
-    def indexes(self) -> list[CatalogIndex]:
-        """Every index held (the target first)."""
-        return [self.target, *self._others.values()]
-
-    def _choose(self) -> CatalogIndex:
-        best = self.target
-        for index in self._others.values():
-            if index.active_count > best.active_count:
-                best = index
-        if best is self.target:
-            # Re-encoding already covered the recovered vectors of an older model: scoring
-            # starts on the configured one, which is a switch away from what the table held.
-            self._unreported_switch = bool(self._others)
-            self._others.clear()  # nothing will ever read them
-        return best
-
-    def apply_entry(self, item_id: str, entry: dict[str, Any] | None, vector: np.ndarray | None) -> None:
-        """Apply one ``item-catalog`` value (already decoded ``vector``) to every index."""
-        if entry is None or entry.get("deleted"):
-            self._live.discard(item_id)
-            for index in self.indexes():
-                index.delete(item_id)
-            return
-        self._live.add(item_id)
-        model_id = str(entry.get("model_id") or "")
-        ts = entry.get("ts")
-        self.target.upsert(item_id, vector, model_id, ts)
-        keeps_others = self._active is not self.target  # undecided, or still on an old model
-        if keeps_others and vector is not None and model_id not in (self.target.model_id, *self._others):
-            self._others[model_id] = self._new_index(model_id, int(vector.shape[0]))
-        for other_id, index in self._others.items():
-            if other_id == model_id:
-                index.upsert(item_id, vector, model_id, ts)
-            else:
-                index.touch(item_id, ts)
-
-    def set_popularity(self, item_id: str, score: float, ref_ts: float) -> None:
-        """Set an item's decayed popularity in every index."""
-        for index in self.indexes():
-            index.set_popularity(item_id, score, ref_ts)
-
-    def set_covisits(self, item_id: str, row: CovisitRow | bytes | None) -> None:
-        """Set an item's co-visitation row (shared by every index)."""
-        for index in self.indexes():
-            index.set_covisits(item_id, row)
-
-    def missing(self) -> list[str]:
-        """Live catalog items without a vector of the configured model."""
-        # Every live item has a target vector in steady state: one count over the index's
-        # flags instead of a lookup per item (the re-encoder asks every round).
-        if self.target.active_count == len(self._live):
-            return []
-        lookup = self.target.vector_of
-        return [item_id for item_id in self._live if lookup(item_id) is None]
-
-    def try_switch(self) -> bool:
-        """Move scoring to the configured model once it covers every live item.
-
-        Returns:
-            True when scoring moved to the configured model since the last call: here, or
-            when first chosen while the recovered catalog still held another model's vectors.
-        """
-        if self.active is not self.target and not self.missing():
-            self._active = self.target  # one assignment: the next ranking reads the new model
-            self._others.clear()
-            self._unreported_switch = True
-        switched, self._unreported_switch = self._unreported_switch, False
-        return switched

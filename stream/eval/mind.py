@@ -175,7 +175,7 @@ def evaluate_mind(
             _seed_profile(state, impression)
         labels = np.asarray(impression.labels, dtype=np.int64)
         view = state.index.user_view(
-            state.profiles[impression.user_id], hybrid.history_items, hybrid.covisit_items
+            state.profile(impression.user_id), hybrid.history_items, hybrid.covisit_items
         )
         catalog = state.index.view()
         rows = state.index.rows_of(impression.candidates)

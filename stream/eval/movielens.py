@@ -23,6 +23,7 @@ import numpy as np
 from stream.config import Settings
 from stream.core.catalog import CatalogIndex
 from stream.core.contracts import InteractionEvent, decode_item
+from stream.core.covisit import CovisitParams
 from stream.core.profiles import ProfileParams
 from stream.core.ranking import RankingConfig
 from stream.datasets.movielens import Rating, item_message, load_movies, load_ratings, load_tags
@@ -118,13 +119,8 @@ def new_state(
             similarity_cache_bytes=settings.similarity_cache_mb << 20,
             similarity_precision=settings.similarity_precision,
         ),
-        ProfileParams(
-            half_life_s=settings.interest_half_life_s,
-            history_size=settings.history_size,
-            pending_size=settings.pending_size,
-            model_id=model_id,
-        ),
-        settings.covisit_params(),
+        ProfileParams.from_settings(settings, model_id),
+        CovisitParams.from_settings(settings),
         settings.event_weights,
         settings.popularity_half_life_s,
         baseline_popularity_half_life_s,

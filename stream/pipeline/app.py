@@ -64,7 +64,8 @@ def create_app(settings: Settings) -> faust.App:
         web_enabled=True,
         web_bind=settings.web_host,
         web_port=settings.web_port,
-        # Agents are registered by stream.pipeline; nothing to scan for.
+        # stream.pipeline.worker registers the agents (stream.pipeline.agents.register_agents)
+        # on this app explicitly; nothing to scan for.
         autodiscover=False,
         **broker_profile_options(settings),
     )

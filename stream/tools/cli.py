@@ -1,4 +1,4 @@
-"""The ``streamrank`` command: worker, encode-server, demo, replay, eval, topics, bench.
+"""The ``streamrank`` command: worker, encode-server, demo, replay, eval, topics, schemas, bench.
 
 Settings come from ``STREAMRANK_*`` environment variables; flags given on the command
 line override them. This is the only place that builds ``Settings``.
@@ -142,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     create = topics_sub.add_parser("create", help="create missing topics, then exit")
     _common_kafka(create)
 
+    schemas = sub.add_parser(
+        "schemas",
+        help="write the JSON Schemas of the message contracts",
+        description="Write the JSON Schema of each message contract (events, items, rerank-requests, "
+        "recommendations, dead-letters), generated from stream.core.contracts.",
+    )
+    schemas.add_argument("--out", type=Path, default=Path("schemas"), help="directory (default: ./schemas)")
+
     add_bench_parser(sub)
     return parser
 
@@ -213,13 +221,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "eval":
         return _run_eval(args, settings)
-    if args.command == "bench":
-        return run_bench(args, settings)
     if args.command == "topics":
         from stream.kafka.admin import ensure_topics
 
         created = ensure_topics(settings)
         print(f"created: {', '.join(created) or 'none (all exist)'}")
+        return 0
+    if args.command == "schemas":
+        from stream.core.schemas import schema_files
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name, text in schema_files().items():
+            (args.out / name).write_text(text, encoding="utf-8")
+            print(args.out / name)
         return 0
     raise AssertionError(f"unhandled command {args.command}")
 

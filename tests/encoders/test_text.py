@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from encoders.config import EncoderSettings
-from encoders.text import TextEncoder, _declared_pooling, available_cpus, model_signature
+from encoders.signature import model_signature
+from encoders.text import TextEncoder
 
 DIM = 384
 
@@ -274,10 +275,6 @@ def test_from_settings_picks_the_device_budget_and_signature(model_path: str) ->
     assert model_signature(settings.model_copy(update={"quantize": "int8"})).model_id.endswith(":int8")
 
 
-def test_available_cpus_is_positive() -> None:
-    assert available_cpus() >= 1
-
-
 # --- argument validation (fails before any weights are loaded) ----------------------------
 
 
@@ -362,68 +359,3 @@ def test_cuda_pipelined_chunks_keep_input_order(
 def test_empty_model_name_is_refused() -> None:
     with pytest.raises(ValueError, match="model"):
         TextEncoder("")
-
-
-# --- pooling declared by sentence-transformers config files --------------------------------
-
-
-def _write(path: Path, data: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data))
-
-
-def _st_modules(pooling_path: str, *extra: str) -> list[dict[str, object]]:
-    modules: list[dict[str, object]] = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {
-            "idx": 1,
-            "name": "1",
-            "path": pooling_path,
-            "type": "sentence_transformers.models.Pooling",
-        },
-    ]
-    for i, kind in enumerate(extra, start=2):
-        modules.append({"idx": i, "name": str(i), "path": f"{i}_{kind}", "type": kind})
-    return modules
-
-
-def test_pooling_from_modules_json(tmp_path: Path) -> None:
-    _write(tmp_path / "modules.json", _st_modules("custom_pool"))
-    _write(tmp_path / "custom_pool" / "config.json", {"pooling_mode_max_tokens": True})
-    _write(tmp_path / "1_Pooling" / "config.json", {"pooling_mode_cls_token": True})
-    assert _declared_pooling(str(tmp_path), is_local=True) == "max"
-
-
-def test_pooling_falls_back_to_1_pooling(tmp_path: Path) -> None:
-    _write(tmp_path / "1_Pooling" / "config.json", {"pooling_mode_cls_token": True})
-    assert _declared_pooling(str(tmp_path), is_local=True) == "cls"
-
-
-def test_pooling_defaults_to_mean(tmp_path: Path) -> None:
-    assert _declared_pooling(str(tmp_path), is_local=True) == "mean"
-
-
-def test_pooling_new_style_config(tmp_path: Path) -> None:
-    _write(tmp_path / "1_Pooling" / "config.json", {"pooling_mode": "cls"})
-    assert _declared_pooling(str(tmp_path), is_local=True) == "cls"
-
-
-@pytest.mark.parametrize(
-    "config",
-    [
-        {"pooling_mode_mean_sqrt_len_tokens": True},
-        {"pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": True},
-        {"pooling_mode": "lasttoken"},
-    ],
-)
-def test_unsupported_declared_pooling_is_refused(tmp_path: Path, config: dict[str, object]) -> None:
-    _write(tmp_path / "1_Pooling" / "config.json", config)
-    with pytest.raises(ValueError, match="pooling"):
-        _declared_pooling(str(tmp_path), is_local=True)
-
-
-def test_unsupported_modules_are_refused(tmp_path: Path) -> None:
-    modules = _st_modules("1_Pooling", "sentence_transformers.models.Dense")
-    _write(tmp_path / "modules.json", modules)
-    with pytest.raises(ValueError, match="Dense"):
-        _declared_pooling(str(tmp_path), is_local=True)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.bench.stream import run_stream_bench, write_report
+from stream.bench.stream import run_stream_bench
+from stream.bench.stream_results import write_report
 from stream.config import Settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.model, pytest.mark.slow]

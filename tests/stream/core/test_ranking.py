@@ -1,4 +1,4 @@
-"""Ranking: seen-filter, cold start, candidate mode, MMR, reasons, popularity math."""
+"""Ranking: seen-filter, cold start, candidate mode, MMR, reasons, the weighted score."""
 
 from __future__ import annotations
 
@@ -7,35 +7,40 @@ import dataclasses
 import numpy as np
 import pytest
 
-from stream.core import popularity
 from stream.core.catalog import CatalogIndex
 from stream.core.covisit import CovisitRow
+from stream.core.outputs import RankedItem
 from stream.core.profiles import ProfileParams, UserProfile, apply_event
 from stream.core.ranking import (
-    BestHistoryItem,
-    CatalogView,
     RankingConfig,
     ScoreParts,
-    UserView,
+    rank_candidates,
+    rank_catalog_batch,
+    reasons,
+    score_parts,
+    weighted_total,
+)
+from stream.core.signals import (
+    BestHistoryItem,
     covisit_signal,
     decayed,
     era_proximity,
     freshness,
-    mmr_order,
     normalised_log,
-    rank_candidates,
-    rank_catalog,
-    rank_catalog_batch,
-    reasons,
-    score_parts,
-    time_groups,
-    top_rows,
-    weighted_total,
 )
+from stream.core.views import CatalogView, UserView
+from tests.params import ranking_config
 
 DAY = 86400.0
-CONFIG = RankingConfig(top_k=3, popularity_half_life_s=7 * DAY, freshness_half_life_s=365 * DAY)
+CONFIG = ranking_config(top_k=3, popularity_half_life_s=7 * DAY)
 PARAMS = ProfileParams(half_life_s=30 * DAY, history_size=50, pending_size=10, model_id="m")
+
+
+def rank_one(
+    user: UserView, catalog: CatalogView, now: float, config: RankingConfig, k: int | None = None
+) -> list[RankedItem]:
+    """One user's list, ranked as part of a batch of one."""
+    return rank_catalog_batch([user], catalog, [now], config, k)[0]
 
 
 def unit(*xs: float) -> np.ndarray:
@@ -71,7 +76,7 @@ def profile_of(index: CatalogIndex, items: list[str]) -> UserProfile:
 
 def test_user_gets_their_cluster_and_no_seen_items(index: CatalogIndex) -> None:
     p = profile_of(index, ["s1", "s2"])
-    ranked = rank_catalog(index.user_view(p, 10), index.view(), now=10 * DAY, config=CONFIG)
+    ranked = rank_one(index.user_view(p, 10), index.view(), now=10 * DAY, config=CONFIG)
     ids = [r.item_id for r in ranked]
     assert ids[:2] == ["s3", "s4"] or set(ids[:2]) == {"s3", "s4"}
     assert not {"s1", "s2"} & set(ids)
@@ -80,7 +85,7 @@ def test_user_gets_their_cluster_and_no_seen_items(index: CatalogIndex) -> None:
 
 
 def test_cold_start_gets_trending(index: CatalogIndex) -> None:
-    ranked = rank_catalog(index.user_view(None, 10), index.view(), now=10 * DAY, config=CONFIG)
+    ranked = rank_one(index.user_view(None, 10), index.view(), now=10 * DAY, config=CONFIG)
     assert [r.item_id for r in ranked[:2]] == ["r3", "r1"]
     assert ranked[0].reason == "trending"
 
@@ -89,7 +94,7 @@ def test_deleted_items_are_never_recommended(index: CatalogIndex) -> None:
     index.delete("s3")
     p = profile_of(index, ["s1"])
     view = index.view()
-    assert "s3" not in [r.item_id for r in rank_catalog(index.user_view(p, 10), view, 10 * DAY, CONFIG, k=10)]
+    assert "s3" not in [r.item_id for r in rank_one(index.user_view(p, 10), view, 10 * DAY, CONFIG, k=10)]
     cands = ["s3", "r1", "s2"]
     out = rank_candidates(index.user_view(p, 10), view, cands, index.rows_of(cands), 10 * DAY, CONFIG)
     assert sorted(r.item_id for r in out) == ["r1", "s2"]
@@ -116,57 +121,13 @@ def test_candidate_mode_does_not_filter_seen(index: CatalogIndex) -> None:
     assert [r.item_id for r in out] == ["s1"]
 
 
-def test_mmr_diversifies() -> None:
-    vecs = np.stack([unit(1, 0), unit(1, 0.01), unit(0, 1)])
-    rel = np.array([1.0, 0.99, 0.6])
-    assert list(mmr_order(rel, vecs, 2, 1.0)) == [0, 1]
-    assert list(mmr_order(rel, vecs, 2, 0.5)) == [0, 2]
-
-
 def test_mmr_in_catalog_ranking(index: CatalogIndex) -> None:
     p = profile_of(index, ["s1"])
-    plain = rank_catalog(index.user_view(p, 10), index.view(), 10 * DAY, CONFIG)
-    diverse = rank_catalog(
-        index.user_view(p, 10), index.view(), 10 * DAY, RankingConfig(top_k=3, mmr_lambda=0.3, mmr_pool=10)
+    plain = rank_one(index.user_view(p, 10), index.view(), 10 * DAY, CONFIG)
+    diverse = rank_one(
+        index.user_view(p, 10), index.view(), 10 * DAY, ranking_config(top_k=3, mmr_lambda=0.3, mmr_pool=10)
     )
     assert sum(r.item_id.startswith("r") for r in diverse) > sum(r.item_id.startswith("r") for r in plain)
-
-
-def test_popularity_decays_and_normalises() -> None:
-    score, ref = 1.5, 10.0
-    merged = popularity.merge(score, ref, 1.0, 20.0, half_life=10.0)
-    assert merged == (pytest.approx(1.75), 20.0)
-    late = popularity.merge(1.75, 20.0, 1.0, 10.0, half_life=10.0)
-    assert late == (pytest.approx(2.25), 20.0)
-    assert normalised_log(np.array([0.0, 1.0, 3.0])).tolist() == pytest.approx([0, np.log(2) / np.log(4), 1])
-    assert normalised_log(np.zeros(3)).tolist() == [0, 0, 0]
-
-
-def test_model_mismatch_is_not_scored() -> None:
-    idx = CatalogIndex("m", 2)
-    idx.upsert("a", unit(1, 0), "other-model", ts=None)
-    idx.upsert("b", unit(1, 0), "m", ts=None)
-    assert idx.vector_of("a") is None and idx.active_count == 1
-
-
-def test_index_grows_past_initial_capacity() -> None:
-    idx = CatalogIndex("m", 4)
-    rng = np.random.default_rng(1)
-    vecs = rng.standard_normal((3000, 4)).astype(np.float32)
-    for i, v in enumerate(vecs):
-        idx.upsert(str(i), v, "m", ts=float(i))
-    assert len(idx) == 3000 and idx.active_count == 3000
-    np.testing.assert_array_equal(idx.vector_of("2999"), vecs[2999])
-    np.testing.assert_array_equal(idx.vector_of("5"), vecs[5])
-
-
-def test_owner_partition_matches_kafkas_default_partitioner() -> None:
-    from aiokafka.partitioner import DefaultPartitioner  # what Faust producers use
-
-    partitions = list(range(8))
-    for item in ["1", "296", "item-42", "ü"]:
-        expected = DefaultPartitioner()(item.encode(), partitions, partitions)
-        assert popularity.owner_partition(item, 8) == expected
 
 
 def test_batch_ranking_equals_one_by_one(index: CatalogIndex) -> None:
@@ -178,7 +139,7 @@ def test_batch_ranking_equals_one_by_one(index: CatalogIndex) -> None:
     nows = [10 * DAY, 11 * DAY, 12 * DAY]
     batch = rank_catalog_batch(users, index.view(), nows, CONFIG)
     for user, now, ranked in zip(users, nows, batch, strict=True):
-        single = rank_catalog(user, index.view(), now, CONFIG)
+        single = rank_one(user, index.view(), now, CONFIG)
         assert [r.item_id for r in ranked] == [r.item_id for r in single]
         assert [r.reason for r in ranked] == [r.reason for r in single]
         assert [r.score for r in ranked] == pytest.approx([r.score for r in single], abs=1e-6)
@@ -235,7 +196,7 @@ def test_batch_ranking_matches_the_dense_definition_of_the_score() -> None:
         idx.set_covisits(str(i), CovisitRow(0.0, neighbours))
     for i in (5, 17, 250):
         idx.delete(str(i))
-    config = RankingConfig(
+    config = ranking_config(
         weight_interest=0.3,
         weight_history=0.6,
         weight_popularity=0.3,
@@ -275,7 +236,7 @@ def test_weighted_total_adds_sparse_covisitation_as_the_dense_signal() -> None:
     covisit = np.zeros(n)
     rows = np.array([3, 17, 40])
     covisit[rows] = [0.2, 1.0, 0.5]
-    config = RankingConfig(weight_covisit=0.7, weight_era=0.3)
+    config = ranking_config(weight_interest=0.45, weight_history=0.35, weight_covisit=0.7, weight_era=0.3)
     base_before = base.copy()
     dense = weighted_total(base, interest, history, covisit, config, era)
     sparse = weighted_total(base, interest, history, covisit, config, era, rows)
@@ -285,49 +246,6 @@ def test_weighted_total_adds_sparse_covisitation_as_the_dense_signal() -> None:
     np.testing.assert_array_equal(base, base_before)  # a batch's users share it
 
 
-def test_time_groups_gather_back_to_the_item_times() -> None:
-    times = np.array([3.0, np.nan, 1.0, 3.0, np.nan, 2.0])
-    distinct, inverse = time_groups(times)
-    np.testing.assert_array_equal(distinct[:3], [1.0, 2.0, 3.0])
-    assert len(distinct) == 4 and np.isnan(distinct[3])  # NaN once, last
-    np.testing.assert_array_equal(distinct[inverse], times)
-
-
-def test_the_index_recomputes_time_groups_only_when_a_time_changes() -> None:
-    idx = CatalogIndex("m", 2)
-    idx.upsert("a", unit(1, 0), "m", ts=10.0)
-    idx.upsert("b", unit(0, 1), "m", ts=10.0)
-    first = idx.view().ts_groups
-    idx.upsert("a", unit(1, 1), "m", ts=10.0)  # a new vector, the same time
-    assert idx.view().ts_groups is first
-    idx.upsert("b", unit(0, 1), "m", ts=20.0)
-    distinct, inverse = idx.view().ts_groups
-    np.testing.assert_array_equal(distinct[inverse], [10.0, 20.0])
-    idx.set_popularity("c", 1.0, 0.0)  # a row without a time
-    distinct, inverse = idx.view().ts_groups
-    assert len(inverse) == 3 and np.isnan(distinct[inverse][2])
-
-
-def test_era_proximity_is_the_mean_kernel_over_known_history_times() -> None:
-    items = np.array([0.0, 10 * YEAR, np.nan])
-    history = np.array([0.0, 10 * YEAR, np.nan])  # the unknown history time is ignored
-    prox = era_proximity(items, history, scale=10 * YEAR)
-    e = np.exp(-1.0)
-    assert prox == pytest.approx([(1 + e) / 2, (e + 1) / 2, 0.0])
-    assert era_proximity(items, np.array([np.nan]), 10 * YEAR) == pytest.approx([0.0, 0.0, 0.0])
-    assert era_proximity(items, np.zeros(0), 10 * YEAR) == pytest.approx([0.0, 0.0, 0.0])
-
-
-def test_era_proximity_equals_the_direct_mean_on_random_times() -> None:
-    rng = np.random.default_rng(7)
-    items = np.concatenate([rng.uniform(0, 50 * YEAR, 500), [np.nan, 0.0, 50 * YEAR]])
-    history = np.concatenate([rng.uniform(0, 50 * YEAR, 12), [np.nan, 25 * YEAR, 25 * YEAR]])
-    known = history[~np.isnan(history)]
-    for scale in (YEAR, 10 * YEAR, 1.0):  # 1 s: every item far from every history time
-        direct = np.exp(-np.abs(items[:, None] - known[None, :]) / scale).mean(axis=1)
-        assert era_proximity(items, history, scale) == pytest.approx(np.nan_to_num(direct), abs=1e-12)
-
-
 def test_era_term_prefers_items_from_the_period_of_recent_history() -> None:
     idx = CatalogIndex("m", 2)
     same = unit(1, 0)
@@ -335,7 +253,7 @@ def test_era_term_prefers_items_from_the_period_of_recent_history() -> None:
         idx.upsert(item, same, "m", ts)
     profile = UserProfile(model_id="m")
     apply_event(profile, "seen", "view", 0.0, 1.0, same, PARAMS)
-    config = RankingConfig(
+    config = ranking_config(
         weight_interest=0.0,
         weight_history=0.0,
         weight_popularity=0.0,
@@ -345,22 +263,13 @@ def test_era_term_prefers_items_from_the_period_of_recent_history() -> None:
     )
     view = idx.user_view(profile, history_items=5)
     assert view.history_ts == pytest.approx([1990 * YEAR])
-    ranked = rank_catalog(view, idx.view(), 0.0, config, k=2)
+    ranked = rank_one(view, idx.view(), 0.0, config, k=2)
     assert [r.item_id for r in ranked] == ["near", "far"]
     assert ranked[0].score == pytest.approx(np.exp(-0.1))
     assert ranked[0].reason == "interest"  # era is explained with content
     candidates = rank_candidates(view, idx.view(), ["far", "near"], idx.rows_of(["far", "near"]), 0.0, config)
     assert [r.item_id for r in candidates] == ["near", "far"]
     assert candidates[1].score == pytest.approx(np.exp(-2.5))
-
-
-def test_top_rows_breaks_ties_by_catalog_row() -> None:
-    scores = np.array([1.0, 3.0, 2.0, 2.0, -np.inf, 2.0, 3.0])
-    np.testing.assert_array_equal(top_rows(scores, 3), [1, 2, 6])  # of the three 2.0s, row 2
-    np.testing.assert_array_equal(top_rows(scores, 4), [1, 2, 3, 6])
-    np.testing.assert_array_equal(top_rows(np.zeros(5), 2), [0, 1])
-    np.testing.assert_array_equal(top_rows(scores, 9), np.arange(7))
-    assert top_rows(scores, 0).size == 0
 
 
 def test_reasons_name_each_rows_largest_contribution() -> None:
@@ -378,8 +287,13 @@ def test_reasons_name_each_rows_largest_contribution() -> None:
         era=rng.random(n),
         total=np.zeros(n),
     )
-    config = RankingConfig(
-        weight_interest=0.5, weight_history=0.2, weight_covisit=2.0, weight_popularity=1.0, weight_era=0.1
+    config = ranking_config(
+        weight_interest=0.5,
+        weight_history=0.2,
+        weight_covisit=2.0,
+        weight_popularity=1.0,
+        weight_freshness=0.05,
+        weight_era=0.1,
     )
     rows = rng.choice(np.arange(8, n), 120, replace=False)
     rows[:3] = [0, 1, 2]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from stream.core.catalog import CatalogIndex
+from stream.core.profiles import UserProfile
 from stream.core.similarity import Int8Catalog, similarity_product
 
 MODEL = "m:mean:norm:64"
@@ -17,6 +18,14 @@ TOLERANCE = 0.02
 def unit_rows(n: int, dim: int, seed: int) -> np.ndarray:
     rows = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def similarity_rows(index: CatalogIndex, item_ids: list[str]) -> list[np.ndarray]:
+    """The similarity rows of distinct ``item_ids``, as ranking reads them (a user's view)."""
+    profile = UserProfile(history=[(item_id, 0.0, 1.0) for item_id in reversed(item_ids)])
+    view = index.user_views([profile], history_items=len(item_ids))[0]
+    assert view.history_ids == item_ids and view.history_sims is not None
+    return list(view.history_sims)
 
 
 def test_similarity_product_of_few_rows_equals_the_matrix_product() -> None:
@@ -72,14 +81,14 @@ def test_an_int8_index_tracks_writes_like_the_float_index() -> None:
         for index in (exact, int8):
             index.upsert(f"i{i}", vector, MODEL, None)
     ids = ["i0", "i7", "i1999"]
-    int8.similarity_rows(ids)  # packs the 2,000 rows
+    similarity_rows(int8, ids)  # packs the 2,000 rows
     for index in (exact, int8):
         index.delete("i7")
         index.upsert("i3", vectors[2050], MODEL, None)
         for i in range(2000, 2040):
             index.upsert(f"i{i}", vectors[i], MODEL, None)
     ids = ["i0", "i3", "i2039"]
-    got, want = int8.similarity_rows(ids), exact.similarity_rows(ids)
+    got, want = similarity_rows(int8, ids), similarity_rows(exact, ids)
     for a, b in zip(got, want, strict=True):
         assert len(a) == len(b) == 2040
         assert np.abs(a - b).max() < TOLERANCE

@@ -3,7 +3,7 @@ tests/integration/test_bench_stream.py)."""
 
 from __future__ import annotations
 
-from stream.bench.stream import Phase, StreamBenchResult
+from stream.bench.stream_results import Phase, StreamBenchResult
 
 
 def _phase(name: str, offered: float | None, p99: float) -> Phase:
