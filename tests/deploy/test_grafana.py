@@ -1,4 +1,4 @@
-"""Grafana provisioning and dashboards: consistent, and every panel described in the README.
+"""Grafana provisioning and dashboards: consistent, and every panel described in docs/operations.md.
 
 The queries themselves are evaluated by test_prometheus_live.py (worker dashboard) and
 checked against the encoder contract by test_prometheus_files.py (encoder dashboard).
@@ -75,8 +75,8 @@ def test_dashboard_uids_are_unique_and_linked() -> None:
 
 
 @pytest.mark.parametrize("path", DASHBOARD_FILES, ids=lambda p: p.name)
-def test_readme_describes_every_panel(path: Path) -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("### Dashboards", 1)[1].split("\n## ", 1)[0]
+def test_the_operations_guide_describes_every_panel(path: Path) -> None:
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    section = guide.split("### Dashboards", 1)[1].split("\n## ", 1)[0]
     missing = [p["title"] for p in panels(load(path)) if f"**{p['title']}**" not in section]
     assert missing == []
