@@ -399,17 +399,6 @@ def stable_order(keys: np.ndarray) -> np.ndarray:
     return packed & ((1 << shift) - 1)
 
 
-def merge_row(
-    row: CovisitRow | None, scores: Mapping[str, float], ts: float, params: CovisitParams
-) -> CovisitRow:
-    """Add scores held at ``ts`` to a row (in place when given) and bound its size.
-
-    The row keeps at most ``max_neighbours`` entries once pruned; pruning runs when it
-    holds twice that, so its cost is amortised over many updates.
-    """
-    return merge_row_entries(row, scores.keys(), scores.values(), ts, params)
-
-
 def merge_row_entries(
     row: CovisitRow | None,
     neighbours: Iterable[str],
@@ -417,8 +406,13 @@ def merge_row_entries(
     ts: float,
     params: CovisitParams,
 ) -> CovisitRow:
-    """:func:`merge_row` with the scores as two aligned sequences (neighbours distinct), as
-    a statistics message carries them: no dict is built per row and message."""
+    """Add scores held at ``ts`` to a row (in place when given) and bound its size.
+
+    The scores come as two aligned sequences (neighbours distinct), as a statistics
+    message carries them: no dict is built per row and message. The row keeps at most
+    ``max_neighbours`` entries once pruned; pruning runs when it holds twice that, so
+    its cost is amortised over many updates.
+    """
     if row is None or not row.scores:
         row = CovisitRow(landmark=ts, scores={})
     exponent = (ts - row.landmark) / params.half_life_s
@@ -440,7 +434,7 @@ def merge_row_entries(
 def published(row: CovisitRow, max_neighbours: int) -> CovisitRow:
     """The row as stored and scored: its ``max_neighbours`` strongest entries, strongest first.
 
-    An owner's row holds up to twice that between prunes (:func:`merge_row`); what is
+    An owner's row holds up to twice that between prunes (:func:`merge_row_entries`); what is
     written to the table, and so what every worker and the evaluation score, is bounded.
     Of equal scores the earlier entry is kept (see :func:`_strongest`).
     """

@@ -208,8 +208,8 @@ def record_event(
     encoded: bool,
     params: ProfileParams,
 ) -> None:
-    """Everything :func:`apply_event` does but fold the item's vector in: counters, the
-    bounded history, and the pending list for an item not ``encoded`` yet."""
+    """Record one event but fold no vector in: counters, the bounded history, and the
+    pending list for an item not ``encoded`` yet (``fold_events`` folds the vectors)."""
     profile.n_events += 1
     profile.counts[event_type] = profile.counts.get(event_type, 0) + 1
     profile.last_event_ts = max(profile.last_event_ts, ts)
@@ -245,30 +245,3 @@ def fold_events(
         half_life,
     )
     profile.vector = vector.astype(np.float32)
-
-
-def apply_event(
-    profile: UserProfile,
-    item_id: str,
-    event_type: str,
-    ts: float,
-    weight: float,
-    item_vector: np.ndarray | None,
-    params: ProfileParams,
-) -> bool:
-    """Apply one interaction to a profile in place.
-
-    Args:
-        weight: the event's effective weight (type weight x payload weight).
-        item_vector: the item's vector under ``params.model_id``, or None when the item
-            is not encoded yet; the event is then kept pending, not lost.
-
-    Returns:
-        True when the event went into the interest vector, False when it is pending.
-    """
-    record_event(profile, item_id, event_type, ts, weight, item_vector is not None, params)
-    if item_vector is None:
-        return False
-    if weight > 0:
-        _fold(profile, item_vector, weight, ts, params.half_life_s)
-    return True

@@ -1,7 +1,7 @@
 """A batch's item-statistics increments: formed by the events agent, merged by each owner.
 
 Every increment of a batch is held at one time, the batch's newest event time: a
-decayed sum can be held at any time (``popularity.merge`` and ``covisit.merge_row``
+decayed sum can be held at any time (``popularity.merge`` and ``covisit.merge_row_entries``
 move it), and one shared time lets one exponential serve every pair an event forms
 instead of one per pair and row.
 
@@ -105,12 +105,6 @@ class ItemIncrements:
         self._params, self._history_size = params, history_size
         self._users.append((list(history), list(interactions)))
         self._pairs = None
-
-    def add_interaction(
-        self, history: Sequence[HistoryEntry], item_id: str, ts: float, params: CovisitParams
-    ) -> None:
-        """Add the co-visitation pairs of one interaction at ``ts`` after ``history``."""
-        self.add_user_interactions(history, [(item_id, ts)], params)
 
     def pair_sums(self) -> PairSums:
         """The co-visitation sums of every interaction added so far, by (row, neighbour)."""

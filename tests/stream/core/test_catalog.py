@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from stream.core.catalog import CatalogIndex
-from stream.core.profiles import ProfileParams, UserProfile, apply_event
+from stream.core.profiles import ProfileParams, UserProfile
 from stream.core.ranking import rank_catalog_batch
 from tests.params import ranking_config
+from tests.reference import apply_event
 
 NEW = "new:mean:norm:64"
 

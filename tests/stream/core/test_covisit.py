@@ -19,7 +19,6 @@ from stream.core.covisit import (
     CovisitRow,
     UserInteractions,
     form_pairs,
-    merge_row,
     merge_row_entries,
     pair_increments,
     prune,
@@ -32,6 +31,7 @@ from stream.core.profiles import UserProfile
 from stream.core.ranking import rank_catalog_batch
 from stream.core.signals import covisit_signal
 from tests.params import covisit_params, ranking_config
+from tests.reference import merge_row
 
 DAY = 86400.0
 

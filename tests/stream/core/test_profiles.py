@@ -15,7 +15,6 @@ from stream.core.formats import FormatError, StoredProfile
 from stream.core.profiles import (
     ProfileParams,
     UserProfile,
-    apply_event,
     decay,
     decode_vector,
     encode_vector,
@@ -25,6 +24,7 @@ from stream.core.profiles import (
     resolve_pending,
 )
 from tests.params import covisit_params
+from tests.reference import apply_event
 
 H = 100.0
 WEIGHTS = {"view": 1.0, "click": 2.0}

@@ -10,7 +10,7 @@ import pytest
 from stream.core.catalog import CatalogIndex
 from stream.core.covisit import CovisitRow
 from stream.core.outputs import RankedItem
-from stream.core.profiles import ProfileParams, UserProfile, apply_event
+from stream.core.profiles import ProfileParams, UserProfile
 from stream.core.ranking import (
     RankingConfig,
     ScoreParts,
@@ -30,6 +30,7 @@ from stream.core.signals import (
 )
 from stream.core.views import CatalogView, UserView
 from tests.params import ranking_config
+from tests.reference import apply_event
 
 DAY = 86400.0
 CONFIG = ranking_config(top_k=3, popularity_half_life_s=7 * DAY)

@@ -16,6 +16,7 @@ from stream.core.formats import FormatError, StatisticsMessage, StoredPopularity
 from stream.core.statistics import ItemIncrements
 from stream.kafka.partitioner import owner_partition
 from tests.params import covisit_params
+from tests.reference import add_interaction, merge_row
 
 
 def rows_of(raw: bytes) -> list[tuple[str, dict[str, float], float]]:
@@ -47,7 +48,7 @@ def _interactions(items: str, step: float) -> list[tuple[str, float]]:
 
 
 def test_pair_sums_equal_each_pair_decayed_to_the_batch_time() -> None:
-    """add_interaction sums exactly the pairs of pair_increments, each decayed to ts."""
+    """One interaction at a time sums exactly the pairs of pair_increments, each decayed to ts."""
     params = covisit_params(window=3, window_s=100.0, backward_weight=0.5, half_life_s=H)
     # "x" at 50 comes later than the interactions (an out-of-order history entry): its
     # pairs are held at 50, a time after the batch's.
@@ -58,7 +59,7 @@ def test_pair_sums_equal_each_pair_decayed_to_the_batch_time() -> None:
         for row_id, neighbour, weight, pair_ts in covisit.pair_increments(history, item, ts, params):
             row = expected.setdefault(row_id, {})
             row[neighbour] = row.get(neighbour, 0.0) + weight * math.exp2((pair_ts - inc.ts) / H)
-        inc.add_interaction(history, item, ts, params)
+        add_interaction(inc, history, item, ts, params)
         history.append((item, ts, 1.0))
     assert inc.covisits == expected  # the same floats
     assert {k: list(v) for k, v in inc.covisits.items()} == {k: list(v) for k, v in expected.items()}
@@ -69,18 +70,18 @@ def test_pair_sums_equal_each_pair_decayed_to_the_batch_time() -> None:
 
 def test_an_interaction_without_earlier_items_forms_no_row() -> None:
     inc = ItemIncrements(ts=1.0)
-    inc.add_interaction([], "a", 1.0, covisit_params())
+    add_interaction(inc, [], "a", 1.0, covisit_params())
     assert inc.covisits == {}
     forward_only = ItemIncrements(ts=1.0)
-    forward_only.add_interaction([("a", 1.0, 1.0)], "b", 1.0, covisit_params(backward_weight=0.0))
+    add_interaction(forward_only, [("a", 1.0, 1.0)], "b", 1.0, covisit_params(backward_weight=0.0))
     assert forward_only.covisits == {"a": {"b": 1.0}}
 
 
 def test_a_batch_pairs_with_one_set_of_parameters() -> None:
     inc = ItemIncrements(ts=1.0)
-    inc.add_interaction([], "a", 1.0, covisit_params())
+    add_interaction(inc, [], "a", 1.0, covisit_params())
     with pytest.raises(ValueError, match="one set of parameters"):
-        inc.add_interaction([("a", 1.0, 1.0)], "b", 1.0, covisit_params(backward_weight=0.0))
+        add_interaction(inc, [("a", 1.0, 1.0)], "b", 1.0, covisit_params(backward_weight=0.0))
 
 
 def test_rows_merged_from_increments_equal_rows_merged_pair_by_pair() -> None:
@@ -91,14 +92,14 @@ def test_rows_merged_from_increments_equal_rows_merged_pair_by_pair() -> None:
     inc = ItemIncrements(ts=21.0)
     for item, ts in _interactions("abcadbec", 3.0):
         pairs += covisit.pair_increments(history, item, ts, params)
-        inc.add_interaction(history, item, ts, params)
+        add_interaction(inc, history, item, ts, params)
         history.append((item, ts, 1.0))
     by_pair: dict[str, covisit.CovisitRow] = {}
     for row_id, neighbour, weight, ts in pairs:
-        by_pair[row_id] = covisit.merge_row(by_pair.get(row_id), {neighbour: weight}, ts, params)
+        by_pair[row_id] = merge_row(by_pair.get(row_id), {neighbour: weight}, ts, params)
     now = 30.0
     for row_id, scores in inc.covisits.items():
-        merged = covisit.merge_row(None, scores, inc.ts, params)
+        merged = merge_row(None, scores, inc.ts, params)
         expected = by_pair[row_id]
         for n in expected.scores:
             got = merged.scores[n] * math.exp2(-(now - merged.landmark) / H)
