@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stream.core import covisit, formats
+from stream.core import formats
 from stream.core.contracts import InteractionEvent
-from stream.core.covisit import CovisitParams, HistoryEntry, PairSums, run_starts
+from stream.core.covisit import CovisitParams, HistoryEntry
+from stream.core.pairs import PairSums, UserInteractions, form_pairs, run_starts
 
 # The decoded message and its decoder live with the other forms; named here for the owners.
 
@@ -53,7 +54,7 @@ class ItemIncrements:
         """
         self.ts = ts
         self.popularity: dict[str, float] = {} if popularity is None else popularity
-        self._users: list[covisit.UserInteractions] = []
+        self._users: list[UserInteractions] = []
         self._params: CovisitParams | None = None
         self._history_size: int | None = None
         self._pairs: PairSums | None = None if covisits is None else PairSums.of_rows(covisits)
@@ -94,9 +95,9 @@ class ItemIncrements:
         order, applied one after another after ``history`` (kept to its last
         ``history_size`` entries as they are; None: unbounded).
 
-        The pairs are those of ``covisit.pair_increments`` for each interaction and the
+        The pairs are those of ``pairs.pair_increments`` for each interaction and the
         history just before it, each weighted by ``2^((pair time - self.ts) /
-        half-life)``: see ``covisit.form_pairs``, which forms the batch's pairs together.
+        half-life)``: see ``pairs.form_pairs``, which forms the batch's pairs together.
         """
         if self._users and (params, history_size) != (self._params, self._history_size):
             raise ValueError("a batch's interactions are paired with one set of parameters")
@@ -112,7 +113,7 @@ class ItemIncrements:
             if self._params is None:
                 self._pairs = PairSums.of_rows({})
             else:
-                self._pairs = covisit.form_pairs(self._users, self._params, self.ts, self._history_size)
+                self._pairs = form_pairs(self._users, self._params, self.ts, self._history_size)
         return self._pairs
 
     @property

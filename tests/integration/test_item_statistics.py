@@ -4,7 +4,7 @@ Two real worker processes share the events of real MovieLens ratings by partitio
 forwards its batches' popularity sums and co-visitation pairs to the owner of each item's
 partition, and each owner writes its items' entries to the global tables. The tables'
 changelogs, read back here, must hold exactly what one process computes from the same
-events with the definitions (``covisit.pair_increments``, decayed sums): a count applied
+events with the definitions (``pairs.pair_increments``, decayed sums): a count applied
 twice, by a second worker or a replayed message, would show as a value too large.
 """
 
@@ -20,6 +20,7 @@ import pytest
 from stream.config import Settings
 from stream.core import covisit, popularity
 from stream.core.contracts import InteractionEvent, decode_event
+from stream.core.pairs import pair_increments
 from stream.core.profiles import decay
 from stream.core.statistics import ItemIncrements
 from stream.datasets import movielens
@@ -48,7 +49,7 @@ def expected_statistics(
     rows: dict[str, dict[str, float]] = {}
     for ev in events:
         history = histories.setdefault(ev.user_id, [])
-        for row, neighbour, weight, pair_ts in covisit.pair_increments(history, ev.item_id, ev.ts, params):
+        for row, neighbour, weight, pair_ts in pair_increments(history, ev.item_id, ev.ts, params):
             entries = rows.setdefault(row, {})
             value = weight * float(decay(ts - pair_ts, params.half_life_s))
             entries[neighbour] = entries.get(neighbour, 0.0) + value

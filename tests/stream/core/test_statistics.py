@@ -13,6 +13,7 @@ import pytest
 from stream.core import covisit, popularity
 from stream.core.contracts import InteractionEvent
 from stream.core.formats import FormatError, StatisticsMessage, StoredPopularity, decode_message
+from stream.core.pairs import pair_increments
 from stream.core.statistics import ItemIncrements
 from stream.kafka.partitioner import owner_partition
 from tests.params import covisit_params
@@ -56,7 +57,7 @@ def test_pair_sums_equal_each_pair_decayed_to_the_batch_time() -> None:
     inc = ItemIncrements(ts=30.0)
     expected: dict[str, dict[str, float]] = {}
     for item, ts in _interactions("abcadbec", 3.0):
-        for row_id, neighbour, weight, pair_ts in covisit.pair_increments(history, item, ts, params):
+        for row_id, neighbour, weight, pair_ts in pair_increments(history, item, ts, params):
             row = expected.setdefault(row_id, {})
             row[neighbour] = row.get(neighbour, 0.0) + weight * math.exp2((pair_ts - inc.ts) / H)
         add_interaction(inc, history, item, ts, params)
@@ -91,7 +92,7 @@ def test_rows_merged_from_increments_equal_rows_merged_pair_by_pair() -> None:
     pairs = []
     inc = ItemIncrements(ts=21.0)
     for item, ts in _interactions("abcadbec", 3.0):
-        pairs += covisit.pair_increments(history, item, ts, params)
+        pairs += pair_increments(history, item, ts, params)
         add_interaction(inc, history, item, ts, params)
         history.append((item, ts, 1.0))
     by_pair: dict[str, covisit.CovisitRow] = {}
