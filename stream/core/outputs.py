@@ -65,32 +65,6 @@ class RankedItem:
     reason: str
 
 
-def recommendation(
-    user_id: str,
-    items: list[RankedItem],
-    *,
-    model: str,
-    event_ts: float | None,
-    emitted_ts: float,
-    request_id: str | None = None,
-    profile_events: int = 0,
-) -> Recommendation:
-    """A ``recommendations`` message (scores rounded to 6 decimals).
-
-    ``profile_events`` is how many of the user's events the list reflects: a client (or
-    the online evaluation) can tell which of its events a list already takes into account.
-    """
-    return Recommendation(
-        user_id=user_id,
-        request_id=UNSET if request_id is None else request_id,
-        items=[RecommendedItem(it.item_id, round(it.score, 6), it.reason) for it in items],
-        model=model,
-        event_ts=event_ts,
-        profile_events=profile_events,
-        emitted_ts=emitted_ts,
-    )
-
-
 def encode_recommendation(
     user_id: str,
     items: list[RankedItem],
@@ -101,24 +75,27 @@ def encode_recommendation(
     request_id: str | None = None,
     profile_events: int = 0,
 ) -> bytes:
-    """:func:`recommendation` as the message value (JSON bytes)."""
-    return _json_encoder.encode(
-        recommendation(
-            user_id,
-            items,
-            model=model,
-            event_ts=event_ts,
-            emitted_ts=emitted_ts,
-            request_id=request_id,
-            profile_events=profile_events,
-        )
+    """A ``recommendations`` message value, JSON bytes (scores rounded to 6 decimals).
+
+    ``profile_events`` is how many of the user's events the list reflects: a client (or
+    the online evaluation) can tell which of its events a list already takes into account.
+    """
+    message = Recommendation(
+        user_id=user_id,
+        request_id=UNSET if request_id is None else request_id,
+        items=[RecommendedItem(it.item_id, round(it.score, 6), it.reason) for it in items],
+        model=model,
+        event_ts=event_ts,
+        profile_events=profile_events,
+        emitted_ts=emitted_ts,
     )
+    return _json_encoder.encode(message)
 
 
-def dead_letter(
+def encode_dead_letter(
     source_topic: str, partition: int, offset: int, error: InvalidMessage, raw: bytes | None
-) -> DeadLetter:
-    """A ``dead-letters`` message, keeping the original bytes."""
+) -> bytes:
+    """A ``dead-letters`` message value, JSON bytes, keeping the original bytes."""
     if raw is None:
         payload, encoding = None, UNSET
     else:
@@ -126,7 +103,7 @@ def dead_letter(
             payload, encoding = raw.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
             payload, encoding = base64.b64encode(raw).decode("ascii"), "base64"
-    return DeadLetter(
+    message = DeadLetter(
         source_topic=source_topic,
         partition=partition,
         offset=offset,
@@ -135,10 +112,4 @@ def dead_letter(
         payload=payload,
         payload_encoding=encoding,
     )
-
-
-def encode_dead_letter(
-    source_topic: str, partition: int, offset: int, error: InvalidMessage, raw: bytes | None
-) -> bytes:
-    """:func:`dead_letter` as the message value (JSON bytes)."""
-    return _json_encoder.encode(dead_letter(source_topic, partition, offset, error, raw))
+    return _json_encoder.encode(message)

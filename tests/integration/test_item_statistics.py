@@ -58,19 +58,32 @@ def expected_statistics(
     return sums.popularity, rows
 
 
-def stored_statistics(settings: Settings, ts: float) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-    """What the owners wrote, every sum held at ``ts``."""
-    counts = {}
-    for item_id, value in read_table(settings, "item-popularity").items():
+def held_counts(table: dict[str, bytes], ts: float, settings: Settings) -> dict[str, float]:
+    """Each stored popularity count of a table, held at ``ts``."""
+    out = {}
+    for item_id, value in table.items():
         score, held_at = popularity.decode_entry(value)
-        counts[item_id] = score * float(decay(ts - held_at, settings.popularity_half_life_s))
-    rows = {}
-    for item_id, value in read_table(settings, "item-covisits").items():
+        out[item_id] = score * float(decay(ts - held_at, settings.popularity_half_life_s))
+    return out
+
+
+def held_rows(table: dict[str, bytes], ts: float, settings: Settings) -> dict[str, dict[str, float]]:
+    """Each stored co-visitation row of a table, its weights held at ``ts``."""
+    out = {}
+    for item_id, value in table.items():
         row = covisit.stored_row(value)
         if row is not None and row.scores:
             factor = float(decay(ts - row.landmark, settings.covisit_half_life_s))
-            rows[item_id] = {n: s * factor for n, s in row.scores.items()}
-    return counts, rows
+            out[item_id] = {n: s * factor for n, s in row.scores.items()}
+    return out
+
+
+def stored_statistics(settings: Settings, ts: float) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """What the owners wrote, every sum held at ``ts``."""
+    return (
+        held_counts(read_table(settings, "item-popularity"), ts, settings),
+        held_rows(read_table(settings, "item-covisits"), ts, settings),
+    )
 
 
 def wait_until_stable(

@@ -21,14 +21,13 @@ import pytest
 
 from encoders.text import TextEncoder
 from stream.config import Settings
-from stream.core import covisit, popularity
 from stream.core.contracts import InteractionEvent, ItemUpsert, decode_event, decode_item
-from stream.core.profiles import UserProfile, decay
+from stream.core.profiles import UserProfile
 from stream.core.ranking import RankingConfig
 from stream.datasets import movielens
 from stream.eval.movielens import new_state
 from stream.eval.prequential import CatalogItem, StreamState, prequential
-from tests.integration.test_item_statistics import unequal, wait_until_stable
+from tests.integration.test_item_statistics import held_counts, held_rows, unequal, wait_until_stable
 from tests.stack import Stack, read_table
 
 pytestmark = [pytest.mark.kafka, pytest.mark.model, pytest.mark.slow]
@@ -51,26 +50,6 @@ def offline_state(
     scored = np.zeros(len(events), dtype=bool)
     prequential(state, items, events, scored, RankingConfig.from_settings(settings), methods=["hybrid"])
     return state
-
-
-def held_counts(table: dict[str, bytes], ts: float, settings: Settings) -> dict[str, float]:
-    """Each stored popularity count, held at ``ts``."""
-    out = {}
-    for item_id, value in table.items():
-        score, held_at = popularity.decode_entry(value)
-        out[item_id] = score * float(decay(ts - held_at, settings.popularity_half_life_s))
-    return out
-
-
-def held_rows(table: dict[str, bytes], ts: float, settings: Settings) -> dict[str, dict[str, float]]:
-    """Each stored co-visitation row, its weights held at ``ts``."""
-    out = {}
-    for item_id, value in table.items():
-        row = covisit.stored_row(value)
-        if row is not None and row.scores:
-            factor = float(decay(ts - row.landmark, settings.covisit_half_life_s))
-            out[item_id] = {n: s * factor for n, s in row.scores.items()}
-    return out
 
 
 def differences(
