@@ -154,17 +154,19 @@ _message_decoder = msgspec.msgpack.Decoder(StatisticsMessage)
 _POSITION = re.compile(r"`\$\[(\d+)\]")
 
 
-def _format_error(
-    exc: msgspec.DecodeError, decoder: msgspec.msgpack.Decoder[Any], data: bytes, what: str
-) -> FormatError:
-    """The error of a value ``decoder`` refused, naming the field at fault."""
-    fields = decoder.type.__struct_fields__
+def _decode(decoder: msgspec.msgpack.Decoder[Any], data: bytes, what: str) -> Any:
+    """``data`` decoded by ``decoder``; else a FormatError naming the field at fault."""
+    try:
+        return decoder.decode(data)
+    except msgspec.DecodeError as exc:  # ValidationError included
+        fields = decoder.type.__struct_fields__
 
-    def field_name(found: re.Match[str]) -> str:  # array-like: the fields go by position
-        position = int(found.group(1))
-        return f"`$.{fields[position]}" if position < len(fields) else found.group(0)
+        def field_name(found: re.Match[str]) -> str:  # array-like: the fields go by position
+            position = int(found.group(1))
+            return f"`$.{fields[position]}" if position < len(fields) else found.group(0)
 
-    return FormatError(f"not {what} ({len(data)} bytes): {_POSITION.sub(field_name, str(exc))}")
+        message = _POSITION.sub(field_name, str(exc))
+        raise FormatError(f"not {what} ({len(data)} bytes): {message}") from None
 
 
 def _array(data: bytes, dtype: np.dtype[Any], what: str) -> np.ndarray:
@@ -196,10 +198,7 @@ def encode_profile(profile: UserProfile) -> bytes:
 
 def decode_profile(data: bytes) -> dict[str, Any]:
     """The fields of a stored profile, by ``UserProfile`` field name (``UserProfile.from_bytes``)."""
-    try:
-        stored: StoredProfile = _profile_decoder.decode(data)
-    except msgspec.DecodeError as exc:  # ValidationError included
-        raise _format_error(exc, _profile_decoder, data, "a stored user profile") from None
+    stored: StoredProfile = _decode(_profile_decoder, data, "a stored user profile")
     vector = (
         None if stored.vector is None else _array(stored.vector, _F4, "a profile vector").astype(np.float32)
     )
@@ -228,10 +227,7 @@ def encode_row(landmark: float, neighbours: list[str], scores: np.ndarray) -> by
 
 
 def _read_row(data: bytes) -> tuple[StoredRow, np.ndarray]:
-    try:
-        stored: StoredRow = _row_decoder.decode(data)
-    except msgspec.DecodeError as exc:
-        raise _format_error(exc, _row_decoder, data, "a stored co-visitation row") from None
+    stored: StoredRow = _decode(_row_decoder, data, "a stored co-visitation row")
     scores = _array(stored.scores, _F8, "row scores")
     if len(scores) != len(stored.neighbours):
         raise FormatError(f"a row of {len(scores)} scores names {len(stored.neighbours)} neighbours")
@@ -261,10 +257,7 @@ def encode_popularity(score: float, ref_ts: float) -> bytes:
 
 def decode_popularity(data: bytes) -> tuple[float, float]:
     """``(score, ref_ts)`` of a stored popularity entry."""
-    try:
-        stored: StoredPopularity = _popularity_decoder.decode(data)
-    except msgspec.DecodeError as exc:
-        raise _format_error(exc, _popularity_decoder, data, "a stored popularity entry") from None
+    stored: StoredPopularity = _decode(_popularity_decoder, data, "a stored popularity entry")
     return stored.score, stored.ref_ts
 
 
@@ -313,10 +306,7 @@ def decode_message(raw: bytes) -> IncrementsMessage:
         FormatError: the value is not a message, or its parts disagree (lengths, row
             sizes, numbers beyond its names).
     """
-    try:
-        wire: StatisticsMessage = _message_decoder.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise _format_error(exc, _message_decoder, raw, "an item-statistics message") from None
+    wire: StatisticsMessage = _decode(_message_decoder, raw, "an item-statistics message")
     scores = _array(wire.scores, _F8, "popularity scores")
     if len(scores) != len(wire.items):
         raise FormatError(f"{len(wire.items)} items but {len(scores)} scores")
