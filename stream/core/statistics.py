@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,11 +22,6 @@ from stream.core import formats
 from stream.core.contracts import InteractionEvent
 from stream.core.covisit import CovisitParams, HistoryEntry
 from stream.core.pairs import PairSums, UserInteractions, form_pairs, run_starts
-
-# The decoded message and its decoder live with the other forms; named here for the owners.
-
-if TYPE_CHECKING:
-    pass
 
 
 class ItemIncrements:
@@ -115,11 +109,6 @@ class ItemIncrements:
             else:
                 self._pairs = form_pairs(self._users, self._params, self.ts, self._history_size)
         return self._pairs
-
-    @property
-    def covisits(self) -> dict[str, dict[str, float]]:
-        """The co-visitation sums as ``{row: {neighbour: value}}``, rows in the order formed."""
-        return self.pair_sums().to_rows()
 
     def messages_by_owner(self, owner_of: Callable[[str], int]) -> dict[int, bytes]:
         """The ``item-interactions`` message of each owner partition with increments.

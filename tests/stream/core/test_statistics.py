@@ -62,20 +62,22 @@ def test_pair_sums_equal_each_pair_decayed_to_the_batch_time() -> None:
             row[neighbour] = row.get(neighbour, 0.0) + weight * math.exp2((pair_ts - inc.ts) / H)
         add_interaction(inc, history, item, ts, params)
         history.append((item, ts, 1.0))
-    assert inc.covisits == expected  # the same floats
-    assert {k: list(v) for k, v in inc.covisits.items()} == {k: list(v) for k, v in expected.items()}
+    assert inc.pair_sums().to_rows() == expected  # the same floats
+    assert {k: list(v) for k, v in inc.pair_sums().to_rows().items()} == {
+        k: list(v) for k, v in expected.items()
+    }
     # x -> a twice: a's first interaction (distance 1) and its second (distance 3, after c
     # and b), both held at 50, not at 30.
-    assert inc.covisits["x"]["a"] == pytest.approx((1.0 + 1.0 / 3.0) * 2**2.0)
+    assert inc.pair_sums().to_rows()["x"]["a"] == pytest.approx((1.0 + 1.0 / 3.0) * 2**2.0)
 
 
 def test_an_interaction_without_earlier_items_forms_no_row() -> None:
     inc = ItemIncrements(ts=1.0)
     add_interaction(inc, [], "a", 1.0, covisit_params())
-    assert inc.covisits == {}
+    assert inc.pair_sums().to_rows() == {}
     forward_only = ItemIncrements(ts=1.0)
     add_interaction(forward_only, [("a", 1.0, 1.0)], "b", 1.0, covisit_params(backward_weight=0.0))
-    assert forward_only.covisits == {"a": {"b": 1.0}}
+    assert forward_only.pair_sums().to_rows() == {"a": {"b": 1.0}}
 
 
 def test_a_batch_pairs_with_one_set_of_parameters() -> None:
@@ -99,7 +101,7 @@ def test_rows_merged_from_increments_equal_rows_merged_pair_by_pair() -> None:
     for row_id, neighbour, weight, ts in pairs:
         by_pair[row_id] = merge_row(by_pair.get(row_id), {neighbour: weight}, ts, params)
     now = 30.0
-    for row_id, scores in inc.covisits.items():
+    for row_id, scores in inc.pair_sums().to_rows().items():
         merged = merge_row(None, scores, inc.ts, params)
         expected = by_pair[row_id]
         for n in expected.scores:
@@ -199,7 +201,7 @@ def test_a_batchs_pairs_reach_their_owners_exactly() -> None:
         for row_id, scores, ts in rows_of(raw):
             assert owner_partition(row_id, 3) == partition and ts == 40.0 and row_id not in received
             received[row_id] = scores
-    assert received == inc.covisits
+    assert received == inc.pair_sums().to_rows()
 
 
 def _message(**fields: object) -> bytes:
