@@ -196,7 +196,8 @@ def _malformed(raw: bytes, error: msgspec.DecodeError, contract: type[msgspec.St
     return InvalidMessage("invalid_json", str(error))
 
 
-def _decode(decoder: msgspec.json.Decoder[Any], raw: bytes | None, contract: type[msgspec.Struct]) -> Any:
+def _decode(decoder: msgspec.json.Decoder[Any], raw: bytes | None) -> Any:
+    contract = decoder.type
     if raw is None:
         raise InvalidMessage("invalid_json", "empty message value")
     try:
@@ -222,7 +223,7 @@ def decode_event(raw: bytes | None, event_weights: Mapping[str, float]) -> Inter
     Raises:
         InvalidMessage: with a reason from ``errors.REASONS``.
     """
-    message: EventMessage = _decode(_event_decoder, raw, EventMessage)
+    message: EventMessage = _decode(_event_decoder, raw)
     if message.type not in event_weights:
         raise InvalidMessage(
             "unknown_event_type", f"type {message.type!r} is not one of {sorted(event_weights)}"
@@ -238,7 +239,7 @@ def decode_event(raw: bytes | None, event_weights: Mapping[str, float]) -> Inter
 
 def decode_item(raw: bytes | None, max_text_chars: int) -> ItemUpsert | ItemDelete:
     """Validate an ``items`` message (:class:`ItemMessage`): an upsert, or a deletion."""
-    message: ItemMessage = _decode(_item_decoder, raw, ItemMessage)
+    message: ItemMessage = _decode(_item_decoder, raw)
     item_id = _text_id(message.item_id, "item_id")
     if message.deleted:
         return ItemDelete(item_id)
@@ -258,7 +259,7 @@ def decode_item(raw: bytes | None, max_text_chars: int) -> ItemUpsert | ItemDele
 
 def decode_rerank_request(raw: bytes | None, max_candidates: int) -> RerankRequest:
     """Validate a ``rerank-requests`` message (:class:`RerankRequestMessage`)."""
-    message: RerankRequestMessage = _decode(_rerank_decoder, raw, RerankRequestMessage)
+    message: RerankRequestMessage = _decode(_rerank_decoder, raw)
     candidates = message.candidates
     if len(candidates) > max_candidates:
         raise InvalidMessage("too_many_candidates", f"{len(candidates)} candidates, limit {max_candidates}")
@@ -270,6 +271,3 @@ def decode_rerank_request(raw: bytes | None, max_candidates: int) -> RerankReque
         message.k,
         message.ts,
     )
-
-
-# --- encoding --------------------------------------------------------------------------
