@@ -27,7 +27,7 @@ from stream.core.ranking import RankingConfig
 from stream.datasets import movielens
 from stream.eval.movielens import new_state
 from stream.eval.prequential import CatalogItem, StreamState, prequential
-from tests.integration.test_item_statistics import held_counts, held_rows, unequal, wait_until_stable
+from tests.integration.statistics import held_counts, held_rows, unequal, wait_until_stable
 from tests.stack import Stack, read_table
 
 pytestmark = [pytest.mark.kafka, pytest.mark.model, pytest.mark.slow]
