@@ -4,14 +4,22 @@ from __future__ import annotations
 
 # The closed set of reasons a message can be dead-lettered for; used as a metric label.
 REASONS = (
+    # Checked before any parser runs: the decoders recurse into nested values.
+    "message_too_large",
+    "nesting_too_deep",
     "undecodable",
     "invalid_json",
     "missing_field",
     "wrong_type",
     "invalid_value",
+    # A time field out of the contracts' range (``core.contracts``), e.g. milliseconds.
+    "invalid_timestamp",
     "unknown_event_type",
     "text_too_long",
     "too_many_candidates",
+    # The message's key is not the id that partitions its topic (user_id or item_id).
+    "missing_key",
+    "key_mismatch",
     # Not the message's fault: its batch raised while being processed (a defect).
     "processing_failed",
 )

@@ -9,9 +9,15 @@ from the Structs (``core.schemas``, ``streamrank schemas``), are checked in unde
 Input topics carry raw bytes so that every malformed message can be dead-lettered with
 its original bytes; the ``decode_*`` functions are the single place where bytes become
 typed records. ``msgspec.json.decode`` checks the types and the constraints a schema
-states (id lengths, signs); the checks that depend on settings (event types, the text
-and candidate limits) follow. Every malformed message raises ``InvalidMessage`` with a
-reason of ``errors.REASONS``. Pure: no Faust, no Kafka.
+states (id lengths, signs, time ranges); the checks that depend on settings (event types,
+the text and candidate limits) follow. Every malformed message raises ``InvalidMessage``
+with a reason of ``errors.REASONS``. Pure: no Faust, no Kafka.
+
+Two checks need more than the value, and the agents make them around the decoders:
+:func:`check_bounds` (size and nesting depth, before any parser runs: msgspec and Python's
+json recurse into nested values, and 200,000 levels exhaust the interpreter's stack) and
+:func:`check_key` (the message key is the id that partitions the topic; a keyless or
+mismatched event would split its user's profile across partitions).
 """
 
 from __future__ import annotations
@@ -21,17 +27,38 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from itertools import accumulate
+from typing import Annotated, Any, ClassVar, Protocol
 
 import msgspec
 from msgspec import Meta
 
 from stream.errors import InvalidMessage
 
-# An id: a string of 1..256 characters, or an integer (MovieLens, SQL keys) that is
-# normalised to its decimal string.
-Id = Annotated[str, Meta(min_length=1, max_length=256)] | int
+# An id: a string of 1..256 characters without control characters, or an integer
+# (MovieLens, SQL keys) that is normalised to its decimal string. Table keys that start
+# with a control character are the pipeline's own (``stream.pipeline.positions``); the
+# decoders check the characters (``_text_id``), faster than msgspec's pattern would.
+_CONTROL_CHARACTERS = "\\u0000-\\u001f\\u007f-\\u009f"
+Id = (
+    Annotated[
+        str,
+        Meta(min_length=1, max_length=256, extra_json_schema={"pattern": f"^[^{_CONTROL_CHARACTERS}]*$"}),
+    ]
+    | int
+)
 _MAX_ID_CHARS = 256
+_CONTROL = re.compile(f"[{_CONTROL_CHARACTERS}]")
+
+# The latest accepted time, epoch seconds: 2100-01-01T00:00:00Z. A fixed bound, so that a
+# replay of historic data (MovieLens starts in 1996) and live data pass alike, and an
+# absurd value (1e300) never reaches a profile; a time in milliseconds (1.7e12 today) is
+# caught too. Event and request times must also be finite and not negative.
+MAX_TS = 4_102_444_800.0
+# The earliest accepted item time: 0001-01-01T00:00:00Z, the first instant a datetime
+# holds. Items may predate 1970 (a film's release year).
+MIN_ITEM_TS = -62_135_596_800.0
+_SINCE_1970 = Meta(ge=0, le=MAX_TS)
 
 
 # --- input messages --------------------------------------------------------------------
@@ -47,7 +74,7 @@ class EventMessage(msgspec.Struct, gc=False):
     user_id: Id
     item_id: Id
     type: Annotated[str, Meta(description="Event type, a key of the configured event weights.")]
-    ts: Annotated[float, Meta(ge=0, description="Event time, epoch seconds.")]
+    ts: Annotated[float, _SINCE_1970, Meta(description="Event time, epoch seconds, from 1970 to 2100.")]
     weight: Annotated[float, Meta(ge=0, description="Multiplies the type's weight (default 1).")] | None = (
         None
     )
@@ -65,7 +92,10 @@ class ItemMessage(msgspec.Struct, gc=False):
     title: str | None = None
     text: Annotated[str | None, Meta(description="Free text the encoder reads after the title.")] = None
     category: str | None = None
-    ts: Annotated[float | None, Meta(description="Item time, epoch seconds; may be negative.")] = None
+    ts: Annotated[
+        Annotated[float, Meta(ge=MIN_ITEM_TS, le=MAX_TS)] | None,
+        Meta(description="Item time, epoch seconds, from year 1 to 2100; may be negative."),
+    ] = None
     deleted: Annotated[bool, Meta(description="True: the item must never be recommended again.")] = False
 
 
@@ -79,7 +109,10 @@ class RerankRequestMessage(msgspec.Struct, gc=False):
     user_id: Id
     candidates: list[Id]
     k: Annotated[int, Meta(gt=0, description="List length (default: the worker's top K).")] | None = None
-    ts: Annotated[float, Meta(ge=0, description="Request time, epoch seconds.")] | None = None
+    ts: (
+        Annotated[float, _SINCE_1970, Meta(description="Request time, epoch seconds, from 1970 to 2100.")]
+        | None
+    ) = None
 
 
 # --- decoded records -------------------------------------------------------------------
@@ -88,6 +121,8 @@ class RerankRequestMessage(msgspec.Struct, gc=False):
 @dataclass(frozen=True, slots=True)
 class InteractionEvent:
     """A user interacted with an item (topic ``events``, key ``user_id``)."""
+
+    key_field: ClassVar[str] = "user_id"
 
     user_id: str
     item_id: str
@@ -99,6 +134,8 @@ class InteractionEvent:
 @dataclass(frozen=True, slots=True)
 class ItemUpsert:
     """A catalog item was added or changed (topic ``items``, key ``item_id``)."""
+
+    key_field: ClassVar[str] = "item_id"
 
     item_id: str
     title: str
@@ -120,18 +157,100 @@ class ItemUpsert:
 class ItemDelete:
     """A catalog item was retired and must never be recommended again."""
 
+    key_field: ClassVar[str] = "item_id"
+
     item_id: str
 
 
 @dataclass(frozen=True, slots=True)
 class RerankRequest:
-    """Rerank exactly these candidates for this user (topic ``rerank-requests``)."""
+    """Rerank exactly these candidates for this user (topic ``rerank-requests``, key ``user_id``)."""
+
+    key_field: ClassVar[str] = "user_id"
 
     request_id: str
     user_id: str
     candidates: tuple[str, ...]
     k: int | None
     ts: float | None
+
+
+# --- bounds and keys, checked around the decoders ----------------------------------------
+
+# The delta of each byte to the nesting depth: +1 opens an array or object, -1 closes one.
+_DEPTH_DELTA = [1 if byte in b"[{" else -1 if byte in b"]}" else 0 for byte in range(256)]
+_NOT_BRACKETS = bytes(b for b in range(256) if _DEPTH_DELTA[b] == 0)
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_EXCERPT_CHARS = 64
+
+
+def _excerpt(text: str) -> str:
+    # Details name what was wrong, not all of it: an id or a type may be a megabyte long.
+    return text if len(text) <= _EXCERPT_CHARS else f"{text[:_EXCERPT_CHARS]}..."
+
+
+def json_depth(raw: bytes) -> int:
+    """The deepest nesting of arrays and objects in JSON bytes (0 for a scalar), without
+    parsing: brackets inside strings are not counted.
+
+    Linear, in C loops only (no Python loop per byte) and without recursion: escapes are
+    dropped first (``\\"`` is no quote), then every other piece between quotes is outside
+    the strings. An unterminated string's content is not counted.
+    """
+    text = _ESCAPE.sub(b"", raw) if b"\\" in raw else raw
+    outside = b"".join(text.split(b'"')[::2])
+    brackets = outside.translate(None, _NOT_BRACKETS)
+    return max(accumulate(map(_DEPTH_DELTA.__getitem__, brackets), initial=0))
+
+
+def check_bounds(raw: bytes | None, max_bytes: int, max_depth: int) -> None:
+    """Reject a value too large or too deeply nested to be parsed safely; run it before
+    the decoders.
+
+    Cheap for the ~100-byte events of the hot path: the precise depth (:func:`json_depth`)
+    is computed only when the value holds more brackets than ``max_depth``.
+
+    Raises:
+        InvalidMessage: ``message_too_large`` or ``nesting_too_deep``.
+    """
+    if raw is None:
+        return  # an empty value: the decoders name it
+    if len(raw) > max_bytes:
+        raise InvalidMessage("message_too_large", f"value is {len(raw)} bytes, limit {max_bytes}")
+    if raw.count(b"[") + raw.count(b"{") <= max_depth:
+        return
+    depth = json_depth(raw)
+    if depth > max_depth:
+        raise InvalidMessage("nesting_too_deep", f"value is nested {depth} levels deep, limit {max_depth}")
+
+
+class KeyedRecord(Protocol):
+    """A decoded input record: ``key_field`` names the id its message must be keyed by."""
+
+    key_field: ClassVar[str]
+
+
+def check_key(key: bytes | None, record: KeyedRecord) -> None:
+    """Check that a message's key is its record's id (``record.key_field``): the key picks
+    the partition, and the worker that owns it keeps the id's state.
+
+    Raises:
+        InvalidMessage: ``missing_key`` (none, or empty) or ``key_mismatch``.
+    """
+    field = record.key_field
+    expected: str = getattr(record, field)
+    if not key:
+        raise InvalidMessage(
+            "missing_key", f"the message has no key; expected its {field} {_excerpt(expected)!r}"
+        )
+    try:
+        text = key.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidMessage("key_mismatch", f"the key is not UTF-8; expected the {field}") from None
+    if text != expected:
+        raise InvalidMessage(
+            "key_mismatch", f"key {_excerpt(text)!r} is not the payload's {field} {_excerpt(expected)!r}"
+        )
 
 
 # --- decoding --------------------------------------------------------------------------
@@ -159,6 +278,8 @@ def _invalid(message: str, contract: type[msgspec.Struct]) -> InvalidMessage:
         return InvalidMessage("missing_field", message)  # a required field that is null is missing
     if ", got `" in what:
         return InvalidMessage("wrong_type", message)
+    if field == "ts":
+        return InvalidMessage("invalid_timestamp", message)  # out of range, or not finite
     return InvalidMessage("invalid_value", message)  # a constraint: a length, a sign, a range
 
 
@@ -183,16 +304,18 @@ def _malformed(raw: bytes, error: msgspec.DecodeError, contract: type[msgspec.St
         return InvalidMessage("undecodable", f"value is not UTF-8 ({exc.reason} at byte {exc.start})")
     try:
         obj = json.loads(text)
-    except (ValueError, RecursionError):
-        return InvalidMessage("invalid_json", str(error))
-    # Python's json reads NaN and Infinity, which JSON has not: a number, but not finite.
-    try:
+        # Python's json reads NaN and Infinity, which JSON has not: a number, but not finite.
         msgspec.convert(obj, contract)
     except msgspec.ValidationError as exc:
         return _invalid(str(exc), contract)
+    except ValueError:
+        return InvalidMessage("invalid_json", str(error))
+    except RecursionError:  # as in _decode: a caller that skipped check_bounds
+        return InvalidMessage("nesting_too_deep", "value is nested deeper than the decoder can go")
     field = _non_finite(obj)
     if field is not None:
-        return InvalidMessage("invalid_value", f"{field!r} must be a finite number")
+        reason = "invalid_timestamp" if field == "ts" else "invalid_value"
+        return InvalidMessage(reason, f"{_excerpt(field)!r} must be a finite number")
     return InvalidMessage("invalid_json", str(error))
 
 
@@ -206,10 +329,17 @@ def _decode(decoder: msgspec.json.Decoder[Any], raw: bytes | None) -> Any:
         raise _invalid(str(exc), contract) from None
     except msgspec.DecodeError as exc:
         raise _malformed(raw, exc, contract) from None
+    except RecursionError:
+        # msgspec recurses into nested values (even ignored ones): only a caller that
+        # skipped check_bounds gets here, and the value is rejected all the same.
+        raise InvalidMessage("nesting_too_deep", "value is nested deeper than the decoder can go") from None
 
 
 def _text_id(value: str | int, field: str) -> str:
     if type(value) is str:
+        # Printable strings (most ids) skip the search: no control character is printable.
+        if not value.isprintable() and _CONTROL.search(value):
+            raise InvalidMessage("invalid_value", f"{field!r} must not hold control characters")
         return value
     text = str(value)
     if len(text) > _MAX_ID_CHARS:
@@ -226,7 +356,7 @@ def decode_event(raw: bytes | None, event_weights: Mapping[str, float]) -> Inter
     message: EventMessage = _decode(_event_decoder, raw)
     if message.type not in event_weights:
         raise InvalidMessage(
-            "unknown_event_type", f"type {message.type!r} is not one of {sorted(event_weights)}"
+            "unknown_event_type", f"type {_excerpt(message.type)!r} is not one of {sorted(event_weights)}"
         )
     return InteractionEvent(
         _text_id(message.user_id, "user_id"),
@@ -263,7 +393,7 @@ def decode_rerank_request(raw: bytes | None, max_candidates: int) -> RerankReque
     candidates = message.candidates
     if len(candidates) > max_candidates:
         raise InvalidMessage("too_many_candidates", f"{len(candidates)} candidates, limit {max_candidates}")
-    ids = tuple(c if type(c) is str else _text_id(c, "candidates") for c in candidates)
+    ids = tuple(_text_id(c, "candidates") for c in candidates)
     return RerankRequest(
         _text_id(message.request_id, "request_id"),
         _text_id(message.user_id, "user_id"),

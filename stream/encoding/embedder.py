@@ -5,7 +5,8 @@ With ``STREAMRANK_ENCODER_URL`` set, texts go to the encoder service; when it ca
 the ``fallback`` setting decides: ``local`` loads the model in the worker (once, lazily, off
 the event loop) and encodes there; ``defer`` returns no vectors, the items are stored without
 one and the background re-encoder retries them. Either way the worker keeps running and the
-items are counted in ``streamrank_encoder_fallbacks_total``.
+items are counted in ``streamrank_encoder_fallbacks_total``: each once, however many rounds
+of the re-encoder find the service still down.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from stream.errors import EncoderUnavailable
 from stream.pipeline.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+# The most deferred texts remembered, so that retries are not counted again (a few tens of
+# bytes each); past it the memory starts over, and retries may be counted once more.
+_MAX_DEFERRED_TRACKED = 1_000_000
 
 
 class ItemEmbedder:
@@ -68,6 +73,9 @@ class ItemEmbedder:
         self._remote = remote
         self._load_local = load_local or (lambda: TextEncoder.from_settings(settings))
         self._loading = asyncio.Lock()
+        # Hashes of the texts counted as fallbacks and not encoded since: their retries
+        # by the re-encoder are not counted again.
+        self._deferred: set[int] = set()
         # One thread: the model is not re-entrant and must never run on the event loop.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
 
@@ -99,18 +107,36 @@ class ItemEmbedder:
             # The worker's view of an encoder call, wherever the model runs.
             self._metrics.encoder_batch_duration.observe(time.perf_counter() - started)
             self._metrics.encoder_batch_size.observe(len(texts))
+            self._forget_deferred(texts)
             return vectors
         except EncoderUnavailable as exc:
-            self._metrics.fallbacks.inc(len(texts))
+            self._count_fallbacks(texts)
             if self._settings.fallback == "defer":
                 log.warning("encoder service unavailable, %d items deferred: %s", len(texts), exc)
                 return None
             log.warning("encoder service unavailable, encoding %d items in-process: %s", len(texts), exc)
         try:
-            return await self._encode_locally(texts)
+            vectors = await self._encode_locally(texts)
         except Exception:
             log.exception("in-process fallback failed; %d items deferred", len(texts))
             return None
+        self._forget_deferred(texts)
+        return vectors
+
+    def _count_fallbacks(self, texts: Sequence[str]) -> None:
+        """Count the items the service could not encode, except retries of items already
+        counted and not encoded since (the re-encoder retries deferred items every round)."""
+        hashes = [hash(text) for text in texts]
+        deferred = self._deferred
+        self._metrics.fallbacks.inc(sum(1 for h in hashes if h not in deferred))
+        if len(deferred) + len(hashes) > _MAX_DEFERRED_TRACKED:
+            deferred.clear()
+        deferred.update(hashes)
+
+    def _forget_deferred(self, texts: Sequence[str]) -> None:
+        """These texts have vectors now: a later fallback of them is counted again."""
+        if self._deferred:
+            self._deferred.difference_update(hash(text) for text in texts)
 
     async def _encode_locally(self, texts: Sequence[str]) -> np.ndarray:
         loop = asyncio.get_running_loop()

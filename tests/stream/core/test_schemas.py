@@ -71,6 +71,9 @@ INVALID: dict[str, list[dict[str, Any] | list[int]]] = {
         {"user_id": "u", "item_id": "i", "type": "view", "ts": -5},
         {"user_id": "u", "item_id": "i", "type": "view", "ts": "yesterday"},
         {"user_id": "u", "item_id": "i", "type": "view", "ts": 1, "weight": -1},
+        {"user_id": "u", "item_id": "i", "type": "view", "ts": 1e300},
+        {"user_id": "u", "item_id": "i", "type": "view", "ts": 1_700_000_000_000},  # milliseconds
+        {"user_id": "\x00statistics-intent:0", "item_id": "i", "type": "view", "ts": 1},
     ],
     "items": [
         {"item_id": "x"},
@@ -80,6 +83,8 @@ INVALID: dict[str, list[dict[str, Any] | list[int]]] = {
         {"item_id": "x", "title": "t", "deleted": "yes"},
         {"item_id": "x", "deleted": False},
         {"deleted": True},
+        {"item_id": "x", "title": "t", "ts": 1e300},
+        {"item_id": "x", "title": "t", "ts": -1e300},
     ],
     "rerank-requests": [
         {"user_id": "u", "candidates": []},
@@ -89,6 +94,7 @@ INVALID: dict[str, list[dict[str, Any] | list[int]]] = {
         {"request_id": "r", "user_id": "u", "candidates": ["a"], "k": 0},
         {"request_id": "r", "user_id": "u", "candidates": ["a"], "k": "3"},
         {"request_id": "r", "user_id": "u", "candidates": ["a"], "k": True},
+        {"request_id": "r", "user_id": "u", "candidates": ["a"], "ts": 1e300},
     ],
 }
 DECODERS = {
@@ -134,10 +140,11 @@ def test_encoded_recommendations_pass_their_schema() -> None:
 
 def test_encoded_dead_letters_pass_their_schema() -> None:
     check = validator("dead-letters")
-    for raw in (b"{oops", b"\xff\x00", None):
-        check.validate(
-            json.loads(encode_dead_letter("events", 2, 41, InvalidMessage("invalid_json", "x"), raw))
+    for raw in (b"{oops", b"\xff\x00", None, b"x" * 100_000):
+        encoded = encode_dead_letter(
+            "events", 2, 41, InvalidMessage("invalid_json", "x"), raw, max_bytes=20_000
         )
+        check.validate(json.loads(encoded))
     letter = json.loads(encode_dead_letter("events", 2, 41, InvalidMessage("undecodable", "x"), b"\xff"))
     assert not check.is_valid({**letter, "reason": "made_up"})
     assert not check.is_valid({**letter, "payload_encoding": "latin-1"})

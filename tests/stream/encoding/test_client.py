@@ -174,13 +174,54 @@ def test_the_embedder_falls_back_when_the_service_is_down(fallback: str) -> None
             await embedder.close()
 
     first, second = run(go)
-    assert sample(registry, "streamrank_encoder_fallbacks_total") == 4
+    # Deferred, the second call retries an item counted by the first: items, not retries.
+    assert sample(registry, "streamrank_encoder_fallbacks_total") == (4 if fallback == "local" else 3)
     if fallback == "defer":
         assert first is None and second is None and not loads
     else:
         assert first is not None and second is not None
         assert first[:, 0].tolist() == [len(t) for t in TEXTS]
         assert len(loads) == 1, "the in-process model is loaded once, when first needed"
+
+
+class FlakyRemote:
+    """An encoder service client that is down until ``up`` is set."""
+
+    def __init__(self) -> None:
+        self.up = False
+
+    async def encode(self, texts: list[str]) -> np.ndarray:
+        if not self.up:
+            raise EncoderUnavailable("down")
+        return np.ones((len(texts), 384), dtype=np.float32)
+
+    async def close(self) -> None:
+        pass
+
+
+def test_deferred_items_are_counted_once_however_often_they_are_retried() -> None:
+    metrics, registry = new_metrics()
+    settings = client_settings("http://127.0.0.1:1", fallback="defer")
+    remote = FlakyRemote()
+    items = [f"item {n}" for n in range(50)]
+
+    async def go() -> None:
+        embedder = ItemEmbedder(settings, MODEL_ID, 384, metrics, remote=remote)  # type: ignore[arg-type]
+        try:
+            for _ in range(13):  # the re-encoder's rounds while the service is down
+                assert await embedder.embed(items) is None
+            assert sample(registry, "streamrank_encoder_fallbacks_total") == 50
+            assert await embedder.embed([*items[:10], "new"]) is None
+            assert sample(registry, "streamrank_encoder_fallbacks_total") == 51
+            remote.up = True
+            assert await embedder.embed(items[:20]) is not None
+            remote.up = False  # encoded since: deferred again, they count again
+            assert await embedder.embed(items[:30]) is None
+            assert sample(registry, "streamrank_encoder_fallbacks_total") == 71
+        finally:
+            await embedder.close()
+
+    run(go)
 
 
 # --- a real encoder service -----------------------------------------------------------------------
