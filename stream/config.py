@@ -83,6 +83,33 @@ class Settings(BaseSettings):
     dead_letters_topic: str = Field(
         "dead-letters", description="Rejected input with reason and original bytes."
     )
+    # What input the decoders take, and what a dead letter may hold (stream.core.contracts).
+    max_message_bytes: int = Field(
+        524288,
+        gt=0,
+        description="Largest input message value accepted, in bytes; larger goes to dead letters "
+        "(message_too_large) before any parsing. Valid messages are far smaller at the default "
+        "limits (an event ~100 bytes, an item at most max_text_chars characters).",
+    )
+    max_json_depth: int = Field(
+        64,
+        ge=2,
+        le=256,
+        description="Deepest nesting of JSON arrays and objects accepted in an input message; "
+        "deeper goes to dead letters (nesting_too_deep) before any parsing. The contracts need "
+        "2 (a rerank request's candidates); the parsers recurse, so it stays far below "
+        "Python's recursion limit.",
+    )
+    dead_letter_max_bytes: int = Field(
+        900000,
+        ge=16384,
+        le=999000,
+        description="Largest dead letter, key and value, in bytes: a rejected value that would "
+        "not fit is cut to its first bytes (its size and SHA-256 are kept). Must stay below the "
+        "producer's 1,000,000-byte request limit and the broker's message.max.bytes. At the "
+        "defaults, a value within max_message_bytes is kept whole, as text or base64, unless "
+        "JSON escapes (control characters) make it larger than this.",
+    )
 
     # --- Worker process ----------------------------------------------------------------
     store: str = Field(
@@ -95,10 +122,35 @@ class Settings(BaseSettings):
     web_port: int = Field(
         6066,
         gt=0,
-        description="Port of the worker's HTTP server (/metrics, /healthz, /users/<id>/profile). "
+        description="Port of the worker's HTTP server (/metrics, /healthz, /readyz, /users/<id>/profile). "
         "Unique per process on one host.",
     )
     log_level: str = Field("info", description="Worker log level.")
+    # Liveness (stream.pipeline.liveness): what fails /healthz, so that the pod is restarted.
+    liveness_check_interval_s: float = Field(
+        5.0, gt=0, description="How often the liveness watchdog samples the consumer and the agents."
+    )
+    liveness_agent_stall_s: float = Field(
+        120.0,
+        gt=0,
+        description="An agent that holds events it took but has not acknowledged, and acknowledges "
+        "none for this long, is stalled: /healthz answers 503. Above the longest batch expected "
+        "(an in-process encoder fallback loading its model, a statistics window's writes).",
+    )
+    liveness_fetch_stall_s: float = Field(
+        120.0,
+        gt=0,
+        description="The consumer is stalled (/healthz 503) when, for this long, the broker's end of "
+        "an assigned input partition stays ahead of what the consumer has fetched, with no fetch "
+        "and no acknowledgement on it. Not counted during rebalances and table recovery.",
+    )
+    stop_deadline_s: float = Field(
+        50.0,
+        gt=0,
+        description="Longest a worker takes to stop after SIGTERM/SIGINT: past it, the process exits "
+        "at once with status 70, even if Faust still waits for an agent to acknowledge its "
+        "events. Keep it below the orchestrator's grace period (60 s in k8s/ and compose).",
+    )
 
     # --- Input validation --------------------------------------------------------------
     event_weights: dict[str, float] = Field(
@@ -110,6 +162,13 @@ class Settings(BaseSettings):
         4000, gt=0, description="Longest accepted item title+text; longer goes to dead letters."
     )
     max_candidates: int = Field(1000, gt=0, description="Most candidates accepted in one rerank request.")
+    read_your_writes_timeout_s: float = Field(
+        1.0,
+        ge=0,
+        description="Longest a rerank request waits for the events its user produced before it "
+        "(those of its partition up to the events topic's end when the request was read); "
+        "0: no wait.",
+    )
 
     # --- Profiles and item statistics -----------------------------------------------------
     interest_half_life_s: float = Field(

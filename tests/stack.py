@@ -16,6 +16,7 @@ from typing import Any
 from stream.config import Settings
 from stream.kafka.admin import consumer, ensure_topics, producer
 from stream.kafka.embedded import free_port
+from stream.pipeline.positions import is_internal
 from stream.tools.process import WorkerProcess
 
 
@@ -84,7 +85,8 @@ class Stack:
 
 
 def read_table(settings: Settings, table: str) -> dict[str, bytes]:
-    """The latest value of every key in a table's changelog (deleted keys left out)."""
+    """The latest value of every key in a table's changelog (deleted keys left out, and the
+    position records, whose keys no id can take: ``stream.pipeline.positions``)."""
     reader = consumer(settings, f"{settings.app_id}-{table}-changelog", consumer_timeout_ms=1000)
     latest: dict[str, bytes | None] = {}
     try:
@@ -92,4 +94,4 @@ def read_table(settings: Settings, table: str) -> dict[str, bytes]:
             latest[json.loads(message.key)] = message.value  # Faust's keys of type str are JSON
     finally:
         reader.close()
-    return {key: value for key, value in latest.items() if value is not None}
+    return {key: value for key, value in latest.items() if value is not None and not is_internal(key)}

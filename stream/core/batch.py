@@ -11,6 +11,12 @@ events with :func:`apply_batch`, so the evaluation measures what the workers com
 - optionally, one top-K list per user, every user of the batch ranked together at the
   batch's newest event time.
 
+Given each event's position in the events topic, a batch applies only what its users'
+profiles have not applied yet: a profile records the position of the newest event it
+reflects, so a batch read again after a crash or a rebalance changes nothing twice, and
+its statistics are summed per events partition, for the owners to recognise
+(``window.StatisticsWindow``).
+
 Pure: no Faust, no Kafka. Where the state lives is the caller's (a Faust table, a dict).
 """
 
@@ -21,7 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -78,6 +84,13 @@ class StoredProfiles:
         self.stored[user_id] = profile.to_bytes()
 
 
+class EventPosition(NamedTuple):
+    """Where an event was read: its ``events`` partition and offset."""
+
+    partition: int
+    offset: int
+
+
 @dataclass(frozen=True, slots=True)
 class BatchParams:
     """What decides a batch's effect on profiles and statistics, built from ``Settings``."""
@@ -101,11 +114,20 @@ class UserUpdate:
 @dataclass(slots=True)
 class BatchOutcome:
     """What a batch did: per-user updates (in order of first appearance), the item
-    statistics increments for the owners, and the lists when asked for."""
+    statistics increments for the owners by events partition (-1: without positions),
+    and the lists when asked for."""
 
     users: list[UserUpdate]
-    increments: ItemIncrements
+    by_partition: dict[int, ItemIncrements]
     ranked: list[list[RankedItem]] | None = None
+    skipped: int = 0  # events their profiles had applied already
+
+    @property
+    def increments(self) -> ItemIncrements:
+        """The batch's increments, for a batch without positions (of one partition)."""
+        if len(self.by_partition) > 1:
+            raise ValueError("a batch of several partitions has increments per partition")
+        return next(iter(self.by_partition.values()), ItemIncrements(ts=0.0))
 
     @property
     def unencoded(self) -> int:
@@ -137,6 +159,7 @@ def apply_batch(
     index: CatalogIndex,
     params: BatchParams,
     *,
+    positions: Sequence[EventPosition] | None = None,
     ranking: RankingConfig | None = None,
     clock: StepClock | None = None,
 ) -> BatchOutcome:
@@ -146,21 +169,46 @@ def apply_batch(
     built with another model is rebuilt from its history first). With ``ranking``, every
     user of the batch gets one top-K list, ranked together at the batch's newest event
     time: the batch is "now" for every user in it.
+
+    Args:
+        positions: each event's position (aligned with ``events``; a user's events all
+            come from one partition). An event at or before its profile's recorded
+            position is skipped, and each profile records its newest event's. None: every
+            event is applied.
     """
     if clock is not None:
         clock.start()
-    by_user: dict[str, list[InteractionEvent]] = {}
-    for event in events:
-        by_user.setdefault(event.user_id, []).append(event)
-    increments = ItemIncrements.of_batch(events, params.event_weights, params.popularity_half_life_s)
+    by_user: dict[str, list[int]] = {}
+    for number, event in enumerate(events):
+        by_user.setdefault(event.user_id, []).append(number)
     profile_params = dataclasses.replace(params.profile, model_id=index.model_id)
+    # Each user's stored profile and the events it has not applied yet.
+    pending: list[tuple[str, UserProfile | None, list[InteractionEvent], EventPosition | None]] = []
+    skipped = 0
+    for user_id, numbers in by_user.items():
+        stored = profiles.load(user_id)
+        newest = None
+        if positions is not None:
+            newest = max((positions[n] for n in numbers), key=lambda position: position.offset)
+            if stored is not None and stored.partition == newest.partition:
+                fresh = [n for n in numbers if positions[n].offset > stored.offset]
+                skipped += len(numbers) - len(fresh)
+                numbers = fresh
+        if numbers:
+            pending.append((user_id, stored, [events[n] for n in numbers], newest))
+    if clock is not None:
+        clock.lap("profile read")
+    by_partition: dict[int, list[InteractionEvent]] = {}
+    for _, _, user_events, newest in pending:
+        by_partition.setdefault(-1 if newest is None else newest.partition, []).extend(user_events)
+    increments = {
+        partition: ItemIncrements.of_batch(applied, params.event_weights, params.popularity_half_life_s)
+        for partition, applied in by_partition.items()
+    }
     if clock is not None:
         clock.lap("statistics messages")
     users: list[UserUpdate] = []
-    for user_id, user_events in by_user.items():
-        stored = profiles.load(user_id)
-        if clock is not None:
-            clock.lap("profile read")
+    for user_id, stored, user_events, newest in pending:
         update = apply_user_events(
             stored,
             user_events,
@@ -168,15 +216,17 @@ def apply_batch(
             profile_params,
             params.event_weights,
             params.covisit,
-            increments,
+            increments[-1 if newest is None else newest.partition],
         )
+        if newest is not None:
+            update.profile.partition, update.profile.offset = newest
         if clock is not None:
             clock.lap("profile update")
         profiles.save(user_id, update.profile)
         if clock is not None:
             clock.lap("profile write")
         users.append(update)
-    outcome = BatchOutcome(users, increments)
+    outcome = BatchOutcome(users, increments, skipped=skipped)
     if ranking is not None and users:
         views = index.user_views([u.profile for u in users], ranking.history_items, ranking.covisit_items)
         if clock is not None:

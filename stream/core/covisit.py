@@ -66,11 +66,12 @@ class CovisitRow:
 
     landmark: float = 0.0
     scores: dict[str, float] = field(default_factory=dict)
+    position: int = -1  # the last item-interactions offset merged (formats.StoredRow)
 
     def to_bytes(self) -> bytes:
         """The form stored in the ``item-covisits`` table (``formats.StoredRow``)."""
         values = np.fromiter(self.scores.values(), dtype=np.float64, count=len(self.scores))
-        return formats.encode_row(self.landmark, list(self.scores), values)
+        return formats.encode_row(self.landmark, list(self.scores), values, self.position)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CovisitRow:
@@ -129,7 +130,7 @@ def published(row: CovisitRow, max_neighbours: int) -> CovisitRow:
     if len(row.scores) <= max_neighbours:
         return row
     ids, values = _strongest(row, max_neighbours)
-    return CovisitRow(row.landmark, dict(zip(ids, values.tolist(), strict=True)))
+    return CovisitRow(row.landmark, dict(zip(ids, values.tolist(), strict=True)), row.position)
 
 
 def published_bytes(row: CovisitRow, max_neighbours: int) -> bytes:
@@ -138,7 +139,7 @@ def published_bytes(row: CovisitRow, max_neighbours: int) -> bytes:
     What a statistics window writes for each row it touched: the array the cut leaves is
     the one stored.
     """
-    return formats.encode_row(row.landmark, *_strongest(row, max_neighbours))
+    return formats.encode_row(row.landmark, *_strongest(row, max_neighbours), row.position)
 
 
 def _strongest(row: CovisitRow, max_neighbours: int) -> tuple[list[str], np.ndarray]:

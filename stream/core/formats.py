@@ -70,6 +70,10 @@ class StoredProfile(msgspec.Struct, array_like=True, gc=False):
     last_event_ts: float
     history: list[HistoryEntry]
     pending: list[HistoryEntry]
+    # The events-topic position of the newest event applied: a replayed event at or
+    # before it is recognised and skipped (-1: none recorded).
+    partition: int = -1
+    offset: int = -1
 
 
 class StoredRow(msgspec.Struct, array_like=True, gc=False):
@@ -79,6 +83,9 @@ class StoredRow(msgspec.Struct, array_like=True, gc=False):
     landmark: float
     scores: bytes
     neighbours: list[str]
+    # The offset of the last ``item-interactions`` message merged into the row, in its
+    # owner's partition: a message replayed after an owner's crash is skipped (-1: none).
+    position: int = -1
 
 
 class StoredPopularity(msgspec.Struct, array_like=True, gc=False):
@@ -86,6 +93,7 @@ class StoredPopularity(msgspec.Struct, array_like=True, gc=False):
 
     score: float
     ref_ts: float
+    position: int = -1  # as ``StoredRow.position``
 
 
 class StatisticsMessage(msgspec.Struct, array_like=True, gc=False):
@@ -105,6 +113,31 @@ class StatisticsMessage(msgspec.Struct, array_like=True, gc=False):
     sizes: bytes
     neighbours: bytes
     weights: bytes
+    source: SourceRange | None = None
+
+
+class SourceRange(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """The events a statistics message sums: those of ``events`` partition ``partition``
+    with offsets in ``(after, through]``, less those already applied to their profiles."""
+
+    partition: int
+    after: int
+    through: int
+
+
+class StatisticsIntent(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """An events partition's statistics intent, stored before its messages are sent: the
+    statistics of the events in ``(after, through]`` are being, or have been, sent."""
+
+    after: int
+    through: int
+
+
+class MergedSources(msgspec.Struct, array_like=True, gc=False):
+    """An owner partition's merged position per events partition: the ``through`` of the
+    newest statistics message it merged from each (``SourceRange``)."""
+
+    through: dict[int, int]
 
 
 class IncrementsMessage(msgspec.Struct, frozen=True):
@@ -120,6 +153,7 @@ class IncrementsMessage(msgspec.Struct, frozen=True):
     sizes: Sequence[int] = ()
     neighbours: Sequence[str] = ()
     weights: Sequence[float] = ()
+    source: SourceRange | None = None  # None: merged unconditionally
 
     def popularity_entries(self) -> Iterator[tuple[str, float, float]]:
         """``(item, decayed sum, held at)`` of each item."""
@@ -192,6 +226,8 @@ def encode_profile(profile: UserProfile) -> bytes:
             float(profile.last_event_ts),
             profile.history,
             profile.pending,
+            int(profile.partition),
+            int(profile.offset),
         )
     )
 
@@ -212,18 +248,21 @@ def decode_profile(data: bytes) -> dict[str, Any]:
         "counts": stored.counts,
         "n_events": stored.n_events,
         "last_event_ts": stored.last_event_ts,
+        "partition": stored.partition,
+        "offset": stored.offset,
     }
 
 
 # --- co-visitation rows ----------------------------------------------------------------
 
 
-def encode_row(landmark: float, neighbours: list[str], scores: np.ndarray) -> bytes:
-    """A row's stored form: ``neighbours`` and their ``scores`` (float64), held at ``landmark``."""
+def encode_row(landmark: float, neighbours: list[str], scores: np.ndarray, position: int = -1) -> bytes:
+    """A row's stored form: ``neighbours`` and their ``scores`` (float64), held at
+    ``landmark``, merged through ``item-interactions`` offset ``position``."""
     values = np.ascontiguousarray(scores, dtype=_F8)
     if len(values) != len(neighbours):
         raise ValueError(f"{len(neighbours)} neighbours but {len(values)} scores")
-    return _encoder.encode(StoredRow(float(landmark), values.tobytes(), neighbours))
+    return _encoder.encode(StoredRow(float(landmark), values.tobytes(), neighbours, int(position)))
 
 
 def _read_row(data: bytes) -> tuple[StoredRow, np.ndarray]:
@@ -240,25 +279,53 @@ def row_arrays(data: bytes) -> tuple[list[str], np.ndarray]:
     return stored.neighbours, scores
 
 
-def decode_row(data: bytes) -> tuple[float, dict[str, float]]:
-    """``(landmark, {neighbour: score})`` of a stored row (``CovisitRow.from_bytes``)."""
+def decode_row(data: bytes) -> tuple[float, dict[str, float], int]:
+    """``(landmark, {neighbour: score}, position)`` of a stored row (``CovisitRow.from_bytes``)."""
     stored, scores = _read_row(data)
-    return stored.landmark, dict(zip(stored.neighbours, scores.tolist(), strict=True))
+    return stored.landmark, dict(zip(stored.neighbours, scores.tolist(), strict=True)), stored.position
 
 
 # --- popularity entries ----------------------------------------------------------------
 
 
-def encode_popularity(score: float, ref_ts: float) -> bytes:
-    """An item's decayed count as stored in the ``item-popularity`` table (19 bytes)."""
-    # The bytes of StoredPopularity(score, ref_ts), an array-like Struct, without building it.
-    return _encoder.encode((score, ref_ts))
+def encode_popularity(score: float, ref_ts: float, position: int = -1) -> bytes:
+    """An item's decayed count as stored in the ``item-popularity`` table (about 24 bytes)."""
+    # The bytes of StoredPopularity(...), an array-like Struct, without building it.
+    return _encoder.encode((score, ref_ts, position))
 
 
-def decode_popularity(data: bytes) -> tuple[float, float]:
-    """``(score, ref_ts)`` of a stored popularity entry."""
+def decode_popularity(data: bytes) -> tuple[float, float, int]:
+    """``(score, ref_ts, position)`` of a stored popularity entry."""
     stored: StoredPopularity = _decode(_popularity_decoder, data, "a stored popularity entry")
-    return stored.score, stored.ref_ts
+    return stored.score, stored.ref_ts, stored.position
+
+
+# --- positions: what a replay recognises -----------------------------------------------
+
+_intent_decoder = msgspec.msgpack.Decoder(StatisticsIntent)
+_merged_decoder = msgspec.msgpack.Decoder(MergedSources)
+
+
+def encode_intent(after: int, through: int) -> bytes:
+    """An events partition's statistics intent (``StatisticsIntent``)."""
+    return _encoder.encode(StatisticsIntent(after, through))
+
+
+def decode_intent(data: bytes) -> StatisticsIntent:
+    """A stored statistics intent."""
+    intent: StatisticsIntent = _decode(_intent_decoder, data, "a statistics intent")
+    return intent
+
+
+def encode_merged(through: Mapping[int, int]) -> bytes:
+    """An owner partition's merged positions (``MergedSources``)."""
+    return _encoder.encode(MergedSources(dict(through)))
+
+
+def decode_merged(data: bytes) -> dict[int, int]:
+    """An owner partition's merged positions, by events partition."""
+    merged: MergedSources = _decode(_merged_decoder, data, "merged positions")
+    return merged.through
 
 
 # --- item-statistics messages ----------------------------------------------------------
@@ -272,10 +339,13 @@ def encode_increments(
     sizes: np.ndarray,
     neighbours: np.ndarray,
     weights: np.ndarray,
+    source: SourceRange | None = None,
 ) -> bytes:
     """One ``item-interactions`` message: items' popularity sums and co-visitation rows.
 
     Args:
+        source: the events the sums are of, by which an owner recognises a message sent
+            again after its sender's crash (None: always merged).
         names: ids (an object array) that ``rows`` and ``neighbours`` number (int64);
             only those the message uses are sent.
         sizes: each row's number of entries of ``neighbours`` and ``weights`` (float64).
@@ -295,6 +365,7 @@ def encode_increments(
             np.asarray(sizes).astype(_U4).tobytes(),
             number[neighbours].astype(_U4).tobytes(),
             np.asarray(weights).astype(_F8).tobytes(),
+            source,
         )
     )
 
@@ -334,4 +405,5 @@ def decode_message(raw: bytes) -> IncrementsMessage:
         sizes.tolist(),
         names[neighbours].tolist(),
         weights.tolist(),
+        wire.source,
     )

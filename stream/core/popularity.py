@@ -16,10 +16,10 @@ def merge(
     return score + add_score * math.exp2(-(ref_ts - add_ref_ts) / half_life), ref_ts
 
 
-def encode_entry(score: float, ref_ts: float) -> bytes:
+def encode_entry(score: float, ref_ts: float, position: int = -1) -> bytes:
     """An item's decayed count as stored in the ``item-popularity`` table
-    (``formats.StoredPopularity``)."""
-    return formats.encode_popularity(score, ref_ts)
+    (``formats.StoredPopularity``), merged through ``item-interactions`` offset ``position``."""
+    return formats.encode_popularity(score, ref_ts, position)
 
 
 def decode_entry(value: bytes | None) -> tuple[float, float]:
@@ -28,4 +28,9 @@ def decode_entry(value: bytes | None) -> tuple[float, float]:
     Raises:
         formats.FormatError: ``value`` is not a stored entry.
     """
-    return (0.0, 0.0) if value is None else formats.decode_popularity(value)
+    return stored_entry(value)[:2]
+
+
+def stored_entry(value: bytes | None) -> tuple[float, float, int]:
+    """``(score, ref_ts, position)`` of a stored entry; zeros and -1 for none."""
+    return (0.0, 0.0, -1) if value is None else formats.decode_popularity(value)

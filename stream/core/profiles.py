@@ -103,6 +103,10 @@ class UserProfile:
     counts: dict[str, int] = field(default_factory=dict)
     n_events: int = 0
     last_event_ts: float = 0.0
+    # The events-topic position of the newest event applied (-1: none recorded): a
+    # replayed event at or before it was applied already and is skipped.
+    partition: int = -1
+    offset: int = -1
 
     @property
     def has_interest(self) -> bool:

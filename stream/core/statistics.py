@@ -110,8 +110,13 @@ class ItemIncrements:
                 self._pairs = form_pairs(self._users, self._params, self.ts, self._history_size)
         return self._pairs
 
-    def messages_by_owner(self, owner_of: Callable[[str], int]) -> dict[int, bytes]:
+    def messages_by_owner(
+        self, owner_of: Callable[[str], int], source: formats.SourceRange | None = None
+    ) -> dict[int, bytes]:
         """The ``item-interactions`` message of each owner partition with increments.
+
+        ``source`` names the events summed, so that an owner recognises the message if it
+        is sent again (``window.StatisticsWindow``).
 
         One message per partition and batch, not one per item, keeps produce calls few.
         Each item and each row goes to the partition ``owner_of`` gives its id (Kafka's
@@ -126,7 +131,9 @@ class ItemIncrements:
         owners = dict.fromkeys([*items_by_owner, *rows_by_owner])
         no_rows = _RowsPart()
         return {
-            owner: _message_bytes(self.ts, items_by_owner.get(owner, {}), rows_by_owner.get(owner, no_rows))
+            owner: _message_bytes(
+                self.ts, items_by_owner.get(owner, {}), rows_by_owner.get(owner, no_rows), source
+            )
             for owner in owners
         }
 
@@ -176,8 +183,10 @@ class _RowsPart:
         return parts
 
 
-def _message_bytes(ts: float, popularity: Mapping[str, float], rows: _RowsPart) -> bytes:
+def _message_bytes(
+    ts: float, popularity: Mapping[str, float], rows: _RowsPart, source: formats.SourceRange | None = None
+) -> bytes:
     """The message (``formats.StatisticsMessage``) of ``popularity`` and ``rows``."""
     return formats.encode_increments(
-        ts, popularity, rows.names, rows.rows, rows.sizes, rows.neighbours, rows.values
+        ts, popularity, rows.names, rows.rows, rows.sizes, rows.neighbours, rows.values, source
     )

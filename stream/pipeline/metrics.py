@@ -25,6 +25,8 @@ AGENTS = ("update_user_interest", "embed_new_items", "count_item_popularity", "r
 MODES = ("topk", "rerank")
 # Outcomes of one request of the worker to the encoder service.
 REMOTE_OUTCOMES = ("ok", "error", "timeout", "rejected_open_circuit")
+# What the liveness watchdog finds stalled (stream.pipeline.liveness).
+STALL_KINDS = ("consumer", "agent")
 
 
 class Metrics:
@@ -151,6 +153,43 @@ class Metrics:
             buckets=GC_PAUSE_BUCKETS,
             registry=registry,
         )
+        # Exactly-once effects (docs/reliability.md): what a replay was recognised to have done.
+        self.replayed_events = Counter(
+            "streamrank_replayed_events",
+            "Events read again after a crash or rebalance and skipped: their effects were stored.",
+            ["reason"],
+            registry=registry,
+        )
+        self.replayed_statistics = Counter(
+            "streamrank_replayed_statistics_messages",
+            "Statistics messages (per table) recognised as merged already, and skipped.",
+            registry=registry,
+        )
+        self.read_your_writes_waits = Counter(
+            "streamrank_read_your_writes_waits",
+            "Rerank requests that waited for their partition's earlier events to be applied.",
+            registry=registry,
+        )
+        self.read_your_writes_timeouts = Counter(
+            "streamrank_read_your_writes_timeouts",
+            "Rerank requests answered after the wait for earlier events timed out.",
+            registry=registry,
+        )
+        self.stalls = Counter(
+            "streamrank_stalls",
+            "Stalls the liveness watchdog found, by kind: agent (taken events not acknowledged for "
+            "LIVENESS_AGENT_STALL_S), consumer (an input partition's end ahead of what was fetched, "
+            "for LIVENESS_FETCH_STALL_S). /healthz fails while one lasts.",
+            ["kind"],
+            registry=registry,
+        )
+        self.agent_crashes = Counter(
+            "streamrank_agent_crashes",
+            "Agent actors that crashed and were restarted by Faust's supervisor, by agent. /healthz "
+            "fails from the first one until the worker restarts.",
+            ["agent"],
+            registry=registry,
+        )
         self.model = Info("streamrank_model", "Encoder model used for item vectors.", registry=registry)
         self.scoring_model = Info(
             "streamrank_scoring_model",
@@ -165,11 +204,16 @@ class Metrics:
         for mode in MODES:
             self.recommendations.labels(mode)
             self.event_to_recommendation.labels(mode)
+        for reason in ("already_applied", "profile_had_applied"):
+            self.replayed_events.labels(reason)
         for generation in ("0", "1", "2"):
             self.gc_pause.labels(generation)
         for agent in AGENTS:
             self.batch_processing.labels(agent)
             self.batch_size.labels(agent)
+            self.agent_crashes.labels(agent)
+        for kind in STALL_KINDS:
+            self.stalls.labels(kind)
         for topic in source_topics:
             for reason in REASONS:
                 self.dead_letters.labels(topic, reason)

@@ -17,6 +17,9 @@ changelog event is also applied to the worker's vectorised ``ModelCatalog``. The
 profiles and the two statistics tables hold the MessagePack forms of
 ``stream.core.formats`` (a bytes value type passes them through Faust as is): every
 statistics window rewrites thousands of their entries, and every worker replays each one.
+
+Each table also holds a few position records (``stream.pipeline.positions``), under keys
+no id can take; they never reach the catalog.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from stream.config import Settings
 from stream.core import popularity
 from stream.core.model_catalog import ModelCatalog
 from stream.core.profiles import decode_vector
+from stream.pipeline.positions import OwnWrites, is_internal
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,8 @@ class Tables:
     item_catalog: TableT
     item_popularity: TableT
     item_covisits: TableT
+    # Per statistics table: the owner's writes its changelog has not brought back yet.
+    own_writes: dict[str, OwnWrites]
 
 
 def _value(raw: Any) -> dict[str, Any] | None:
@@ -77,14 +83,21 @@ def apply_covisit_entry(catalog: ModelCatalog, item_id: str, value: bytes | None
 def declare_tables(app: faust.App, settings: Settings, catalog: ModelCatalog) -> Tables:
     """Declare the tables; global-table changelog events feed ``catalog``."""
 
+    own_writes = {"item-popularity": OwnWrites(), "item-covisits": OwnWrites()}
+
     async def on_catalog_event(event: EventT) -> None:
         apply_catalog_entry(catalog, _key(event.key), _value(event.value))
 
     async def on_popularity_event(event: EventT) -> None:
-        apply_popularity_entry(catalog, _key(event.key), event.value)
+        key = _key(event.key)
+        # An older value of an entry written since (by this worker) is not scored.
+        if own_writes["item-popularity"].read_back(key, event.value) and not is_internal(key):
+            apply_popularity_entry(catalog, key, event.value)
 
     async def on_covisit_event(event: EventT) -> None:
-        apply_covisit_entry(catalog, _key(event.key), event.value)
+        key = _key(event.key)
+        if own_writes["item-covisits"].read_back(key, event.value) and not is_internal(key):
+            apply_covisit_entry(catalog, key, event.value)
 
     global_options: dict[str, Any] = {
         "partitions": settings.topic_partitions,
@@ -92,7 +105,8 @@ def declare_tables(app: faust.App, settings: Settings, catalog: ModelCatalog) ->
         # yarl treats a bare "memory://" as an empty URL, so name a host.
         "store": "memory://global",
         # Writers are the owners of the item's input partition, not of the changelog
-        # partition; every worker reads every changelog partition.
+        # partition; every worker reads every changelog partition. (The statistics
+        # owners name the partition of each write: positions.OwnerPartitionTable.)
         "use_partitioner": True,
     }
     return Tables(
@@ -126,4 +140,5 @@ def declare_tables(app: faust.App, settings: Settings, catalog: ModelCatalog) ->
             help="Bounded, time-decayed co-visitation neighbours per item.",
             **global_options,
         ),
+        own_writes=own_writes,
     )

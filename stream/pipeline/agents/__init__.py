@@ -10,14 +10,16 @@
 Every agent writes to ``dead-letters`` too: malformed input goes there with its reason
 and original bytes, and the agent moves on. Agents that write tables run with
 concurrency 1. Each batch reads the scoring index (``ctx.catalog.active``) once, so one
-ranking never mixes vectors of two models.
+ranking never mixes vectors of two models. A worker that loses partitions forgets what
+it held of their positions (``stream.pipeline.positions``): whoever takes them reads
+them from the tables.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from faust.types import StreamT
+from faust.types import TP, StreamT
 
 from stream.pipeline.agents import events, items, rerank, statistics
 from stream.pipeline.agents.context import Pipeline
@@ -45,3 +47,11 @@ def register_agents(app: faust.App, ctx: Pipeline) -> None:
     @app.agent(topics.rerank_requests, name="rerank_requests", concurrency=1)
     async def rerank_requests(stream: StreamT) -> None:
         await rerank.rerank_requests(ctx, stream)
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(app: faust.App, revoked: set[TP], **kwargs: Any) -> None:
+        interactions = topics.item_interactions.get_topic_name()
+        ctx.progress.forget(tp.partition for tp in revoked if tp.topic == ctx.settings.events_topic)
+        ctx.owned.difference_update(tp.partition for tp in revoked if tp.topic == interactions)
+        for own_writes in ctx.tables.own_writes.values():  # recovery reads them all back
+            own_writes.clear()

@@ -27,4 +27,4 @@ def test_a_short_run_prints_every_figure(capsys: pytest.CaptureFixture[str]) -> 
     assert main(["bench", "codecs", "--repeats", "1", "--seconds", "0.001", "--json"]) == 0
     figures = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert {"user profile", "co-visitation row", "popularity entry", "input event (JSON)"} <= set(figures)
-    assert figures["user profile"]["encode_us"] > 0 and figures["popularity entry"]["bytes"] == 19
+    assert figures["user profile"]["encode_us"] > 0 and figures["popularity entry"]["bytes"] == 20

@@ -259,10 +259,13 @@ def test_anything_but_a_message_is_refused_with_a_clear_error(raw: bytes, match:
 
 
 def test_popularity_entries_round_trip_through_their_stored_form() -> None:
-    data = popularity.encode_entry(2.5, 1234.0)
-    assert len(data) == 19 and popularity.decode_entry(data) == (2.5, 1234.0)
-    assert data == msgspec.msgpack.encode(StoredPopularity(2.5, 1234.0))
-    assert popularity.decode_entry(None) == (0.0, 0.0)
+    data = popularity.encode_entry(2.5, 1234.0, 17)
+    assert len(data) == 20 and popularity.stored_entry(data) == (2.5, 1234.0, 17)
+    assert popularity.decode_entry(data) == (2.5, 1234.0)
+    assert data == msgspec.msgpack.encode(StoredPopularity(2.5, 1234.0, 17))
+    assert popularity.decode_entry(None) == (0.0, 0.0) and popularity.stored_entry(None)[2] == -1
+    # An entry of the form before positions were recorded reads as merged through none.
+    assert popularity.stored_entry(msgspec.msgpack.encode((2.5, 1234.0))) == (2.5, 1234.0, -1)
 
 
 @pytest.mark.parametrize(
