@@ -9,6 +9,7 @@ import ssl
 from typing import Any
 
 import faust
+from mode import SupervisorStrategyT
 
 from stream.config import Settings
 
@@ -43,8 +44,15 @@ def broker_profile_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def create_app(settings: Settings) -> faust.App:
-    """The Faust app of a streamrank worker (no topics, tables or agents yet)."""
+def create_app(settings: Settings, agent_supervisor: type[SupervisorStrategyT] | None = None) -> faust.App:
+    """The Faust app of a streamrank worker (no topics, tables or agents yet).
+
+    Args:
+        settings: Worker settings.
+        agent_supervisor: The supervisor class Faust builds for each agent (it restarts
+            crashed actors); None: Faust's default. The worker passes one that reports
+            crashes to its liveness (``stream.pipeline.liveness.crash_reporting_supervisor``).
+    """
     # streamrank:// is Faust's aiokafka transport with a cheaper per-message delivery
     # (stream.kafka.transport); tansu:// adds the embedded broker's quirks (stream.kafka.embedded).
     scheme = "tansu" if settings.is_embedded else "streamrank"
@@ -67,5 +75,11 @@ def create_app(settings: Settings) -> faust.App:
         # stream.pipeline.worker registers the agents (stream.pipeline.agents.register_agents)
         # on this app explicitly; nothing to scan for.
         autodiscover=False,
+        # No standby replicas: a partition taken over is recovered from its changelog.
+        # Exactly-once state needs each store to be a prefix of its changelog
+        # (docs/reliability.md), and a standby promoted under repeated rebalances was
+        # seen to lack records it had reported as read (faust-streaming 0.15.3).
+        table_standby_replicas=0,
+        agent_supervisor=agent_supervisor,  # None: Faust's default
         **broker_profile_options(settings),
     )

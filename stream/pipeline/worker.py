@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import os
+import sys
+import threading
+from collections.abc import Callable
 
 import faust
 import torch
@@ -20,9 +25,11 @@ from stream.core.ranking import RankingConfig
 from stream.encoding.client import RemoteEncoder
 from stream.encoding.embedder import ItemEmbedder
 from stream.kafka.admin import ensure_topics
+from stream.kafka.copartition import require_copartitioned
 from stream.pipeline.agents import register_agents
 from stream.pipeline.agents.context import Pipeline
 from stream.pipeline.app import create_app
+from stream.pipeline.liveness import Liveness, crash_reporting_supervisor, start_watchdog
 from stream.pipeline.memory import freeze_startup_objects, time_collections
 from stream.pipeline.metrics import Metrics
 from stream.pipeline.reencode import register_reencoder
@@ -31,6 +38,9 @@ from stream.pipeline.topics import declare_topics
 from stream.pipeline.web import register_pages
 
 log = logging.getLogger(__name__)
+
+# Exit status of a worker that did not stop within STOP_DEADLINE_S (EX_SOFTWARE).
+FORCED_EXIT_STATUS = 70
 
 
 def build_worker(settings: Settings, encoder: TextEncoder | None = None) -> tuple[faust.App, Pipeline]:
@@ -61,7 +71,8 @@ def build_worker(settings: Settings, encoder: TextEncoder | None = None) -> tupl
     catalog = ModelCatalog(
         embedder.model_id, embedder.dim, settings.similarity_cache_mb << 20, settings.similarity_precision
     )
-    app = create_app(settings)
+    liveness = Liveness(metrics)
+    app = create_app(settings, agent_supervisor=crash_reporting_supervisor(liveness.agent_crashed))
     topics = declare_topics(app, settings)
     tables = declare_tables(app, settings, catalog)
     metrics.items.set_function(lambda: catalog.current().active_count)
@@ -79,7 +90,8 @@ def build_worker(settings: Settings, encoder: TextEncoder | None = None) -> tupl
     )
     register_agents(app, pipeline)
     register_reencoder(app, pipeline)
-    register_pages(app, pipeline)
+    start_watchdog(app, settings, liveness)
+    register_pages(app, pipeline, liveness)
 
     @app.on_before_shutdown.connect
     async def close_embedder(app: faust.App, **kwargs: object) -> None:
@@ -120,25 +132,91 @@ def run_worker(settings: Settings) -> None:
         raise SystemExit("STREAMRANK_BROKER is not set: the worker needs a Kafka broker")
     if settings.create_topics:
         ensure_topics(settings)
+    require_copartitioned(settings)  # events, rerank-requests, profile changelog
     app, pipeline = build_worker(settings)
     limit_ranking_threads(settings.ranking_threads)  # after the encoder set torch's threads
     time_collections(pipeline.metrics.gc_pause)
     frozen = freeze_startup_objects()  # modules and model: never garbage, see stream.pipeline.memory
     log.info("%d objects of the start-up frozen out of garbage collection", frozen)
-    faust_worker(app, settings.log_level).execute_from_commandline()
+    faust_worker(app, settings.log_level, settings.stop_deadline_s).execute_from_commandline()
 
 
-def faust_worker(app: faust.App, log_level: str) -> faust.Worker:
+def faust_worker(app: faust.App, log_level: str, stop_deadline_s: float | None = None) -> faust.Worker:
     """The Faust worker that runs ``app``, logging at ``log_level``, without a spinner.
 
     At WARNING and above Faust shows a terminal spinner fed by a root-logger handler at
     DEBUG and leaves the root logger at DEBUG after start-up: every debug call of aiokafka
     and Faust then builds a record (6% of a worker's main thread at 450 events/s) that
     no handler keeps.
+
+    Args:
+        stop_deadline_s: once the worker starts stopping (SIGTERM, SIGINT, a crash), the
+            process exits after this many seconds whether Faust is done or not
+            (:class:`StopDeadline`); None: no deadline.
     """
-    worker = faust.Worker(app, loglevel=log_level.upper(), quiet=True)
+    worker = DeadlineWorker(app, loglevel=log_level.upper(), quiet=True)
     worker.spinner = None
+    if stop_deadline_s is not None:
+        worker.stop_deadline = StopDeadline(stop_deadline_s)
     return worker
+
+
+class StopDeadline:
+    """Ends the process ``seconds`` after :meth:`start`, unless it has exited by then.
+
+    Faust's stop waits until every event an agent took is acknowledged (``wait_empty``),
+    without a limit: an agent that never acknowledges again holds the process until the
+    orchestrator kills it, and the stop in progress (offsets, state) is cut wherever it is.
+    A thread, not the event loop, keeps the time: the loop may be the thing that hangs.
+    Exiting early loses nothing that a kill would not: what was not committed is
+    delivered again after the restart.
+    """
+
+    def __init__(self, seconds: float, exit_process: Callable[[int], object] = os._exit) -> None:
+        self.seconds = seconds
+        self._exit_process = exit_process
+        self._timer: threading.Timer | None = None
+
+    def start(self) -> None:
+        """Start the countdown (once; later calls do nothing)."""
+        if self._timer is None:
+            self._timer = threading.Timer(self.seconds, self.expire)
+            self._timer.daemon = True  # a worker that stops in time exits without waiting for it
+            self._timer.name = "stop-deadline"
+            self._timer.start()
+
+    def cancel(self) -> None:
+        """Stop the countdown (tests)."""
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def expire(self) -> None:
+        """Log where the process hangs and end it with :data:`FORCED_EXIT_STATUS`."""
+        try:
+            log.error(
+                "the worker did not stop within %.0fs (STOP_DEADLINE_S); exiting now with status %d. "
+                "Messages not committed are delivered again after the restart",
+                self.seconds,
+                FORCED_EXIT_STATUS,
+            )
+            # The threads' stacks show what the stop waited for (code locations, no values).
+            faulthandler.dump_traceback(file=sys.__stderr__, all_threads=True)
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+        finally:  # nothing may keep the process from exiting
+            self._exit_process(FORCED_EXIT_STATUS)
+
+
+class DeadlineWorker(faust.Worker):
+    """Faust's worker, whose stop starts a :class:`StopDeadline` (when it has one)."""
+
+    stop_deadline: StopDeadline | None = None
+
+    async def stop(self) -> None:
+        """Stop the worker's services; the process exits at the deadline if this hangs."""
+        if self.stop_deadline is not None:
+            self.stop_deadline.start()
+        await super().stop()
 
 
 def limit_ranking_threads(threads: int) -> None:

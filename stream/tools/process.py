@@ -131,12 +131,12 @@ class WorkerProcess(_ChildProcess):
         return self.port
 
     def wait_ready(self, timeout_s: float = 120.0, min_items: int = 0) -> None:
-        """Wait until /healthz says ready (and at least ``min_items`` are encoded)."""
+        """Wait until /readyz says ready (and at least ``min_items`` are encoded)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             self._check_alive()
             try:
-                status, body = self.get_json("/healthz")
+                status, body = self.get_json("/readyz")
                 if status == 200 and body["items"] >= min_items:
                     return
             except (OSError, ValueError):

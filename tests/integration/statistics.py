@@ -43,7 +43,7 @@ def wait_until_stable(
     deadline = time.monotonic() + timeout_s
     ready_since: float | None = None
     while time.monotonic() < deadline:
-        if all(w.get_json("/healthz")[0] == 200 for w in workers):
+        if all(w.get_json("/readyz")[0] == 200 for w in workers):
             ready_since = ready_since or time.monotonic()
             if time.monotonic() - ready_since >= quiet_s:
                 return

@@ -25,7 +25,7 @@ def wait_health(worker: WorkerProcess, ok: Callable[[dict[str, Any]], bool], tim
     deadline = time.monotonic() + timeout_s
     body: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        status, body = worker.get_json("/healthz")
+        status, body = worker.get_json("/readyz")
         if status == 200 and ok(body):
             return body
         time.sleep(0.25)
