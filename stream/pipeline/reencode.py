@@ -7,6 +7,13 @@ items of its ``items`` partitions that lack a vector of the configured model, fr
 in their catalog entry, and writes the new entries. Scoring keeps reading the old model's index
 meanwhile; once every live item has a vector of the configured model, scoring moves to it in
 one assignment (:meth:`stream.core.model_catalog.ModelCatalog.try_switch`).
+
+Which items are a worker's follows the consumer's actual assignment of ``items`` and the
+partition each item's upsert arrived on, recorded in its catalog entry: the producers'
+partitioner chose it (librdkafka's default is not Kafka's murmur2), so it cannot be
+recomputed from the id. The writer of an item is thus always the worker whose
+``embed_new_items`` receives its updates, and two workers never write the same item.
+Entries stored without a partition fall back to murmur2 of the id (:func:`item_partition`).
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from faust.exceptions import ConsumerNotStarted
+
 from stream.kafka.partitioner import owner_partition
 from stream.pipeline.agents.context import Pipeline
 from stream.pipeline.agents.items import catalog_entry
@@ -23,8 +32,64 @@ from stream.pipeline.tables import apply_catalog_entry
 
 if TYPE_CHECKING:
     import faust
+    from faust.types import TableT
 
 log = logging.getLogger(__name__)
+
+
+def item_partition(entry: dict[str, Any] | None, item_id: str, partitions: int) -> int:
+    """The ``items`` partition an item's upserts arrive on.
+
+    The one recorded in its catalog entry; for entries stored before it was recorded, the
+    one Kafka's default partitioner (murmur2) gives the id, right for Java-compatible
+    producers and, with a single worker holding every partition, for any.
+    """
+    recorded = None if entry is None else entry.get("partition")
+    if isinstance(recorded, int) and not isinstance(recorded, bool) and recorded >= 0:
+        return recorded
+    return owner_partition(item_id, partitions)
+
+
+def owns_item(entry: dict[str, Any] | None, item_id: str, assigned: frozenset[int], partitions: int) -> bool:
+    """Whether a worker assigned the ``items`` partitions ``assigned`` is the item's writer."""
+    return item_partition(entry, item_id, partitions) in assigned
+
+
+class AssignedItems:
+    """Ownership of items under the app's ``items`` assignment as it is when made.
+
+    Called per item; says no to every item once the assignment may have changed (a
+    rebalance started, or ended with a new consumer generation): a round that awaited the
+    encoder across a rebalance does not write items that another worker may now own.
+    """
+
+    def __init__(self, app: faust.App, items_topic: str, partitions: int, item_catalog: TableT) -> None:
+        self._app = app
+        self._catalog = item_catalog
+        self._partitions = partitions
+        self._generation = app.consumer_generation_id
+        self.assigned = assigned_partitions(app, items_topic)
+
+    def current(self) -> bool:
+        """Whether the assignment this was made with still holds."""
+        return not self._app.rebalancing and self._app.consumer_generation_id == self._generation
+
+    def __call__(self, item_id: str) -> bool:
+        """Whether this worker writes ``item_id`` now."""
+        if not self.current():
+            return False
+        return owns_item(self._catalog.get(item_id), item_id, self.assigned, self._partitions)
+
+
+def assigned_partitions(app: faust.App, topic: str) -> frozenset[int]:
+    """The partitions of ``topic`` the app's consumer holds now; none during a rebalance."""
+    if app.rebalancing:
+        return frozenset()
+    try:
+        assignment = app.consumer.assignment()
+    except ConsumerNotStarted:
+        return frozenset()
+    return frozenset(tp.partition for tp in assignment if tp.topic == topic)
 
 
 async def reencode_round(ctx: Pipeline, owns: Callable[[str], bool]) -> int:
@@ -32,7 +97,8 @@ async def reencode_round(ctx: Pipeline, owns: Callable[[str], bool]) -> int:
 
     Args:
         ctx: The pipeline.
-        owns: Whether this worker writes the item (owns its ``items`` partition).
+        owns: Whether this worker writes the item (holds its ``items`` partition); asked
+            again before each write, since the assignment may change while encoding.
 
     Returns:
         Items re-encoded in this round.
@@ -59,7 +125,11 @@ async def reencode_round(ctx: Pipeline, owns: Callable[[str], bool]) -> int:
         for (item_id, entry), text, vector in zip(chunk, texts, vectors, strict=True):
             if tables.item_catalog.get(item_id) != entry:
                 continue  # changed while encoding: the newer entry stands
-            new = catalog_entry(text, entry.get("title", ""), entry.get("ts"), vector, ctx.embedder)
+            if not owns(item_id):
+                continue  # reassigned while encoding: the new owner re-encodes it
+            new = catalog_entry(
+                text, entry.get("title", ""), entry.get("ts"), vector, ctx.embedder, entry.get("partition")
+            )
             tables.item_catalog[item_id] = new
             apply_catalog_entry(catalog, item_id, new)
             metrics.items_reencoded.inc()
@@ -79,21 +149,17 @@ def register_reencoder(app: faust.App, ctx: Pipeline) -> None:
     """Run :func:`reencode_round` every ``reencode_interval_s`` once the worker has started."""
     settings = ctx.settings
 
-    def owner_filter() -> Callable[[str], bool]:
-        # The writer of an item is the owner of its items partition, as for embed_new_items,
-        # so two workers never write the same item.
-        assigned = {
-            tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.items_topic
-        }
-        partitions = settings.topic_partitions
-        return lambda item_id: owner_partition(item_id, partitions) in assigned
-
     @app.task
     async def reencode_catalog() -> None:
         # Runs after table recovery (app.task), so the catalog is complete when first read.
         while True:
             try:
-                await reencode_round(ctx, owner_filter())
+                # The writer of an item is the holder of its items partition, as for
+                # embed_new_items, so two workers never write the same item.
+                owns = AssignedItems(
+                    app, settings.items_topic, settings.topic_partitions, ctx.tables.item_catalog
+                )
+                await reencode_round(ctx, owns)
             except Exception:
                 log.exception("re-encoding round failed; retrying in %.0fs", settings.reencode_interval_s)
             await asyncio.sleep(settings.reencode_interval_s)
