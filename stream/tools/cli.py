@@ -151,7 +151,50 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.add_argument("--out", type=Path, default=Path("schemas"), help="directory (default: ./schemas)")
 
     add_bench_parser(sub)
+    _add_chaos_parser(sub)
     return parser
+
+
+def _add_chaos_parser(sub: Any) -> None:
+    from stream.chaos.runner import DESCRIPTIONS
+
+    chaos = sub.add_parser(
+        "chaos",
+        help="run a fault-injection scenario and check what survives it",
+        description="Start the embedded broker (unless --broker) and workers, replay MovieLens "
+        "events, inject a fault, wait until the pipeline is quiet and check the state against "
+        "a reference computed without faults. Exits 1 when the scenario's property fails. "
+        "Scenarios: " + "; ".join(f"{name}: {text}" for name, text in DESCRIPTIONS.items()) + ".",
+    )
+    chaos.add_argument("scenario", choices=list(DESCRIPTIONS), help="the fault to inject")
+    _common_kafka(chaos)
+    chaos.add_argument("--data", help="MovieLens ml-latest-small directory (env STREAMRANK_DATA)")
+    chaos.add_argument("--json", action="store_true", help="print the summary as JSON on the last line")
+    chaos.add_argument("--events", type=int, help="ratings replayed (default: the scenario's own)")
+    chaos.add_argument("--rate", type=float, help="events per second (default: the scenario's own)")
+    chaos.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="worker processes of the kill and freeze scenarios (default 2; encoder-outage and fuzz run 1)",
+    )
+    chaos.add_argument("--kills", type=int, default=5, help="kill-repeated: kill -9s (default 5)")
+    chaos.add_argument(
+        "--kill-at", type=float, default=0.3, help="kill-one: fraction of the events sent before the kill"
+    )
+    chaos.add_argument("--freeze-s", type=float, default=30.0, help="broker-freeze: seconds frozen")
+    chaos.add_argument("--outage-s", type=float, default=15.0, help="encoder-outage: seconds per outage")
+    chaos.add_argument(
+        "--outages",
+        default="killed,hanging,503",
+        help="encoder-outage: the outages, in order (default killed,hanging,503)",
+    )
+    chaos.add_argument("--fuzz", type=int, default=10_000, help="fuzz: bad payloads (default 10,000)")
+    chaos.add_argument("--seed", type=int, default=0, help="fuzz: seed of the payloads")
+    chaos.add_argument(
+        "--no-fault", action="store_true", help="run the scenario without its fault (checks the harness)"
+    )
+    chaos.add_argument("--workdir", type=Path, help="keep logs and worker state here")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -202,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_server(settings.encoder)
     if args.command == "bench":
         return run_bench(args, settings)
+    if args.command == "chaos":
+        return _run_chaos(args, settings)
     if args.command == "demo":
         from stream.tools.demo import run_demo
 
@@ -236,6 +281,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(args.out / name)
         return 0
     raise AssertionError(f"unhandled command {args.command}")
+
+
+def _run_chaos(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.chaos.result import ChaosOptions
+    from stream.chaos.runner import run_scenario
+
+    options = ChaosOptions(
+        events=args.events,
+        rate=args.rate,
+        workers=args.workers,
+        kills=args.kills,
+        kill_at=args.kill_at,
+        freeze_s=args.freeze_s,
+        outage_s=args.outage_s,
+        outages=tuple(o for o in args.outages.split(",") if o),
+        fuzz=args.fuzz,
+        seed=args.seed,
+        no_fault=args.no_fault,
+        workdir=args.workdir,
+    )
+    result = run_scenario(args.scenario, settings, options)
+    result.print(args.json)
+    return 0 if result.ok else 1
 
 
 def _run_eval_mind(args: argparse.Namespace, settings: Settings) -> int:
