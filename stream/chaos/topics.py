@@ -10,23 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from kafka import TopicPartition as KafkaTopicPartition
 
 from stream.config import Settings
 from stream.errors import StreamrankError
-from stream.kafka.admin import admin_client, consumer
+from stream.kafka.admin import admin_client, client_options, consumer
 from stream.kafka.embedded import true_end_offsets
-
-# Keys of internal position markers in the tables start with this character; they are
-# bookkeeping of the exactly-once state, not a user's or an item's entry.
-MARKER_PREFIX = "\x00"
+from stream.pipeline.positions import INTERNAL_PREFIX, is_internal
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,23 +45,8 @@ def interactions_topic(settings: Settings) -> str:
     return f"{settings.app_id}-item-interactions"
 
 
-def _aiokafka_options(settings: Settings) -> dict[str, Any]:
-    """aiokafka's names for the connection options of ``admin.client_options``."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
-        "security_protocol": settings.security_protocol,
-    }
-    if settings.security_protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = ssl.create_default_context(cafile=settings.ssl_cafile or None)
-    if settings.security_protocol.startswith("SASL"):
-        options["sasl_mechanism"] = settings.sasl_mechanism
-        options["sasl_plain_username"] = settings.sasl_username
-        options["sasl_plain_password"] = settings.sasl_password
-    return options
-
-
 async def _end_offsets(settings: Settings, topics: Iterable[str]) -> dict[tuple[str, int], int]:
-    client = AIOKafkaConsumer(group_id=None, **_aiokafka_options(settings))
+    client = AIOKafkaConsumer(group_id=None, **client_options(settings))
     await client.start()
     try:
         existing = await client.topics()  # also refreshes the metadata of every topic
@@ -130,7 +110,7 @@ def read_records(settings: Settings, topic: str, timeout_s: float = 120.0) -> li
 
 def table_key(raw: bytes | None) -> str | None:
     """A table's key as a string (Faust writes ``str`` keys as JSON); None for a marker key."""
-    if raw is None or raw.startswith(MARKER_PREFIX.encode()):
+    if raw is None or raw.startswith(INTERNAL_PREFIX.encode()):
         return None
     try:
         key = json.loads(raw)
@@ -138,7 +118,7 @@ def table_key(raw: bytes | None) -> str | None:
         key = raw.decode("utf-8", errors="replace")
     if not isinstance(key, str):
         key = str(key)
-    return None if key.startswith(MARKER_PREFIX) else key
+    return None if is_internal(key) else key
 
 
 def read_table(settings: Settings, table: str) -> dict[str, bytes]:
