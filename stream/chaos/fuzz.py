@@ -12,13 +12,11 @@ The reasons are stated from the contracts (``core.contracts``) and the worker's 
 
 from __future__ import annotations
 
-import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from stream.config import Settings
+from stream.chaos.fuzz_material import InputLimits, Kind, Made, dump, key_field, keyed, valid_message
 from stream.core.contracts import MAX_TS
 
 INPUT_TOPICS = ("events", "items", "rerank-requests")
@@ -41,28 +39,6 @@ _ODD_IDS = (
 
 
 @dataclass(frozen=True, slots=True)
-class InputLimits:
-    """The worker's limits that decide a payload's reason."""
-
-    max_message_bytes: int
-    max_json_depth: int
-    max_text_chars: int
-    max_candidates: int
-    event_types: tuple[str, ...]
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> InputLimits:
-        """The limits a worker with ``settings`` applies."""
-        return cls(
-            settings.max_message_bytes,
-            settings.max_json_depth,
-            settings.max_text_chars,
-            settings.max_candidates,
-            tuple(settings.event_weights),
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class FuzzPayload:
     """One fuzzed message: where it goes, what it is, and what the worker must make of it."""
 
@@ -71,11 +47,6 @@ class FuzzPayload:
     value: bytes | None
     kind: str
     reason: str | None
-
-
-# A kind makes (key, value, reason) from the generator's random source, the limits and a topic.
-Made = tuple[bytes | None, bytes | None, str | None]
-Kind = Callable[[random.Random, InputLimits, str], Made]
 
 
 def fuzz_payloads(
@@ -109,35 +80,6 @@ def kinds_of(topic: str) -> dict[str, Kind]:
     return {**_COMMON_KINDS, **_TOPIC_KINDS[topic]}
 
 
-# --- valid messages, the material of most kinds -----------------------------------------------
-
-
-def valid_message(rng: random.Random, limits: InputLimits, topic: str) -> tuple[str, dict[str, Any]]:
-    """A valid message of ``topic`` with fresh ids: (its key, its JSON object)."""
-    user, item = f"fuzz-user-{rng.randrange(10**9)}", f"fuzz-item-{rng.randrange(10**9)}"
-    if topic == "events":
-        ts = round(rng.uniform(828_000_000.0, 1_900_000_000.0), 3)  # MovieLens' 1996 to 2030
-        return user, {"user_id": user, "item_id": item, "type": rng.choice(limits.event_types), "ts": ts}
-    if topic == "items":
-        return item, {"item_id": item, "title": f"Fuzzed film {rng.randrange(10**6)}", "category": "Drama"}
-    count = rng.randint(0, min(5, limits.max_candidates))
-    candidates = [f"fuzz-item-{rng.randrange(10**9)}" for _ in range(count)]
-    request = f"fuzz-request-{rng.randrange(10**9)}"
-    return user, {"request_id": request, "user_id": user, "candidates": candidates}
-
-
-def _key_field(topic: str) -> str:
-    return "item_id" if topic == "items" else "user_id"
-
-
-def _dump(message: Any) -> bytes:
-    return json.dumps(message).encode()
-
-
-def _keyed(key: str, message: Any, reason: str | None) -> Made:
-    return key.encode(), _dump(message), reason
-
-
 # --- kinds of every topic ---------------------------------------------------------------------
 
 
@@ -150,38 +92,38 @@ def _random_bytes(rng: random.Random, limits: InputLimits, topic: str) -> Made:
 
 def _invalid_utf8_in_a_string(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     key, message = valid_message(rng, limits, topic)
-    raw = _dump(message)
+    raw = dump(message)
     quote = raw.index(b'": "') + 4  # inside the first string value
     return key.encode(), raw[:quote] + b"\xc3\x28" + raw[quote:], "undecodable"
 
 
 def _truncated_json(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     key, message = valid_message(rng, limits, topic)
-    raw = _dump(message)
+    raw = dump(message)
     return key.encode(), raw[: rng.randint(1, len(raw) - 1)], "invalid_json"
 
 
 def _trailing_garbage(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     key, message = valid_message(rng, limits, topic)
-    return key.encode(), _dump(message) + rng.choice([b" x", b"\n{}", b",", b" null"]), "invalid_json"
+    return key.encode(), dump(message) + rng.choice([b" x", b"\n{}", b",", b" null"]), "invalid_json"
 
 
 def _byte_order_mark(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     key, message = valid_message(rng, limits, topic)
-    return key.encode(), b"\xef\xbb\xbf" + _dump(message), "invalid_json"
+    return key.encode(), b"\xef\xbb\xbf" + dump(message), "invalid_json"
 
 
 def _raw_control_character(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     key, message = valid_message(rng, limits, topic)
-    raw = _dump(message)
+    raw = dump(message)
     quote = raw.index(b'": "') + 4  # JSON strings must escape control characters
     return key.encode(), raw[:quote] + bytes([rng.randint(0, 31)]) + raw[quote:], "invalid_json"
 
 
 def _lone_surrogate(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     key, message = valid_message(rng, limits, topic)
-    field = _key_field(topic)
-    raw = _dump({**message, field: "x"}).replace(b'"x"', b'"\\ud800"', 1)
+    field = key_field(topic)
+    raw = dump({**message, field: "x"}).replace(b'"x"', b'"\\ud800"', 1)
     return key.encode(), raw, "invalid_json"
 
 
@@ -193,12 +135,12 @@ def _empty_value(rng: random.Random, limits: InputLimits, topic: str) -> Made:
 def _not_an_object(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     key, message = valid_message(rng, limits, topic)
     value = rng.choice([[1, 2], "a string", 42, None, True, list(message.values())[:1]])
-    return key.encode(), _dump(value), "wrong_type"
+    return key.encode(), dump(value), "wrong_type"
 
 
 def _deeply_nested(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     key, message = valid_message(rng, limits, topic)
-    head = _dump(message)[:-1] + b', "nested": '
+    head = dump(message)[:-1] + b', "nested": '
     opener, closer = rng.choice([(b"[", b"]"), (b'{"a": ', b"}")])
     room = (limits.max_message_bytes - len(head) - 2) // (len(opener) + len(closer))
     depth = max(min(rng.choice([1000, 10_000, 200_000]), room), limits.max_json_depth + 1)
@@ -210,10 +152,10 @@ def _deeply_nested(rng: random.Random, limits: InputLimits, topic: str) -> Made:
 
 def _huge_string(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     key, message = valid_message(rng, limits, topic)
-    field = rng.choice(["title", "text"] if topic == "items" else ["note", _key_field(topic)])
-    filler = _HUGE_VALUE_BYTES - len(_dump(message)) - len(field) - 6
+    field = rng.choice(["title", "text"] if topic == "items" else ["note", key_field(topic)])
+    filler = _HUGE_VALUE_BYTES - len(dump(message)) - len(field) - 6
     huge = {**message, field: "x" * filler}
-    value = _dump(huge)
+    value = dump(huge)
     if len(value) > limits.max_message_bytes:
         return key.encode(), value, "message_too_large"
     # Under a larger limit the content speaks: an id too long, or a text too long.
@@ -236,7 +178,7 @@ def _missing_field(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     message = (
         {**message, field: None} if rng.random() < 0.3 else {k: v for k, v in message.items() if k != field}
     )
-    return _keyed(key, message, "missing_field")
+    return keyed(key, message, "missing_field")
 
 
 def _wrong_type(rng: random.Random, limits: InputLimits, topic: str) -> Made:
@@ -248,40 +190,40 @@ def _wrong_type(rng: random.Random, limits: InputLimits, topic: str) -> Made:
             "rerank-requests": [("candidates", "a,b"), ("k", "3"), ("k", True), ("request_id", 2.5)],
         }[topic]
     )
-    return _keyed(key, {**message, field: value}, "wrong_type")
+    return keyed(key, {**message, field: value}, "wrong_type")
 
 
 def _not_finite(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     key, message = valid_message(rng, limits, topic)
     value = rng.choice([float("nan"), float("inf"), float("-inf")])
     if topic == "events" and rng.random() < 0.5:
-        return _keyed(key, {**message, "weight": value}, "invalid_value")  # NaN is not >= 0 either
-    return _keyed(key, {**message, "ts": value}, "invalid_timestamp")
+        return keyed(key, {**message, "weight": value}, "invalid_value")  # NaN is not >= 0 either
+    return keyed(key, {**message, "ts": value}, "invalid_timestamp")
 
 
 def _absurd_timestamp(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     key, message = valid_message(rng, limits, topic)
     too_early = [-1e300] if topic == "items" else [-1.0, -1e300]
     ts = rng.choice([1e300, 1.7e12, MAX_TS * 10, *too_early])  # 1.7e12: milliseconds
-    return _keyed(key, {**message, "ts": ts}, "invalid_timestamp")
+    return keyed(key, {**message, "ts": ts}, "invalid_timestamp")
 
 
 def _id_too_long(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     _, message = valid_message(rng, limits, topic)
-    field = _key_field(topic)
+    field = key_field(topic)
     long_id = "i" * 257 if rng.random() < 0.5 else "9" * 300  # a string, or an integer
     value = long_id if long_id[0] == "i" else int(long_id)
-    return _keyed(long_id, {**message, field: value}, "invalid_value")
+    return keyed(long_id, {**message, field: value}, "invalid_value")
 
 
 def _empty_id(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     key, message = valid_message(rng, limits, topic)
-    return _keyed(key, {**message, _key_field(topic): ""}, "invalid_value")
+    return keyed(key, {**message, key_field(topic): ""}, "invalid_value")
 
 
 def _missing_key(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     _, message = valid_message(rng, limits, topic)
-    return rng.choice([None, b""]), _dump(message), "missing_key"
+    return rng.choice([None, b""]), dump(message), "missing_key"
 
 
 def _key_mismatch(rng: random.Random, limits: InputLimits, topic: str) -> Made:
@@ -294,33 +236,33 @@ def _key_mismatch(rng: random.Random, limits: InputLimits, topic: str) -> Made:
         str(message.get("user_id")),
     ]
     other = rng.choice([candidate for candidate in others if candidate != key])
-    return other.encode(), _dump(message), "key_mismatch"
+    return other.encode(), dump(message), "key_mismatch"
 
 
 def _control_character_in_id(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     _, message = valid_message(rng, limits, topic)
     odd = rng.choice(_CONTROL_IDS)
     if topic == "rerank-requests" and rng.random() < 0.5:
-        return _keyed(message["user_id"], {**message, "candidates": ["fuzz-item-1", odd]}, "invalid_value")
-    return _keyed(odd, {**message, _key_field(topic): odd}, "invalid_value")
+        return keyed(message["user_id"], {**message, "candidates": ["fuzz-item-1", odd]}, "invalid_value")
+    return keyed(odd, {**message, key_field(topic): odd}, "invalid_value")
 
 
 def _odd_id_with_a_plain_key(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     key, message = valid_message(rng, limits, topic)
     odd = f"{rng.choice(_ODD_IDS)}-{key}"
-    return _keyed(key, {**message, _key_field(topic): odd}, "key_mismatch")
+    return keyed(key, {**message, key_field(topic): odd}, "key_mismatch")
 
 
 def _odd_but_valid_id(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     key, message = valid_message(rng, limits, topic)
     odd = f"{rng.choice(_ODD_IDS)}-{key}"
-    return _keyed(odd, {**message, _key_field(topic): odd}, None)
+    return keyed(odd, {**message, key_field(topic): odd}, None)
 
 
 def _integer_id(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     _, message = valid_message(rng, limits, topic)
     number = rng.randrange(10**12)
-    return _keyed(str(number), {**message, _key_field(topic): number}, None)
+    return keyed(str(number), {**message, key_field(topic): number}, None)
 
 
 _COMMON_KINDS: dict[str, Kind] = {
@@ -355,20 +297,20 @@ _COMMON_KINDS: dict[str, Kind] = {
 
 def _unknown_event_type(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     key, message = valid_message(rng, limits, topic)
-    return _keyed(
+    return keyed(
         key, {**message, "type": rng.choice(["teleport", "VIEW", "", "view "])}, "unknown_event_type"
     )
 
 
 def _negative_weight(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     key, message = valid_message(rng, limits, topic)
-    return _keyed(key, {**message, "weight": -rng.uniform(0.001, 1e9)}, "invalid_value")
+    return keyed(key, {**message, "weight": -rng.uniform(0.001, 1e9)}, "invalid_value")
 
 
 def _text_too_long(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     key, message = valid_message(rng, limits, topic)
     title = "t" * (limits.max_text_chars + 1)
-    value = _dump({**message, "title": title})
+    value = dump({**message, "title": title})
     return (
         key.encode(),
         value,
@@ -378,30 +320,30 @@ def _text_too_long(rng: random.Random, limits: InputLimits, topic: str) -> Made:
 
 def _blank_title(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     key, message = valid_message(rng, limits, topic)
-    return _keyed(key, {**message, "title": rng.choice([" ", "\t\n", "\u3000"])}, "invalid_value")
+    return keyed(key, {**message, "title": rng.choice([" ", "\t\n", "\u3000"])}, "invalid_value")
 
 
 def _deletion(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     key, _ = valid_message(rng, limits, topic)
-    return _keyed(key, {"item_id": key, "deleted": True}, None)
+    return keyed(key, {"item_id": key, "deleted": True}, None)
 
 
 def _too_many_candidates(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     key, message = valid_message(rng, limits, topic)
     candidates = [str(n) for n in range(limits.max_candidates + 1)]
-    value = _dump({**message, "candidates": candidates})
+    value = dump({**message, "candidates": candidates})
     reason = "message_too_large" if len(value) > limits.max_message_bytes else "too_many_candidates"
     return key.encode(), value, reason
 
 
 def _list_length_zero(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     key, message = valid_message(rng, limits, topic)
-    return _keyed(key, {**message, "k": rng.choice([0, -3])}, "invalid_value")
+    return keyed(key, {**message, "k": rng.choice([0, -3])}, "invalid_value")
 
 
 def _request_keyed_by_its_request_id(rng: random.Random, limits: InputLimits, topic: str) -> Made:
     _, message = valid_message(rng, limits, topic)
-    return _keyed(message["request_id"], message, "key_mismatch")
+    return keyed(message["request_id"], message, "key_mismatch")
 
 
 _TOPIC_KINDS: dict[str, dict[str, Kind]] = {

@@ -14,9 +14,9 @@ the text and candidate limits) follow. Every malformed message raises ``InvalidM
 with a reason of ``errors.REASONS``. Pure: no Faust, no Kafka.
 
 Two checks need more than the value, and the agents make them around the decoders:
-:func:`check_bounds` (size and nesting depth, before any parser runs: msgspec and Python's
+``bounds.check_bounds`` (size and nesting depth, before any parser runs: msgspec and Python's
 json recurse into nested values, and 200,000 levels exhaust the interpreter's stack) and
-:func:`check_key` (the message key is the id that partitions the topic; a keyless or
+``bounds.check_key`` (the message key is the id that partitions the topic; a keyless or
 mismatched event would split its user's profile across partitions).
 """
 
@@ -27,12 +27,12 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from itertools import accumulate
-from typing import Annotated, Any, ClassVar, Protocol
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 from msgspec import Meta
 
+from stream.core.bounds import excerpt
 from stream.errors import InvalidMessage
 
 # An id: a string of 1..256 characters without control characters, or an integer
@@ -175,84 +175,6 @@ class RerankRequest:
     ts: float | None
 
 
-# --- bounds and keys, checked around the decoders ----------------------------------------
-
-# The delta of each byte to the nesting depth: +1 opens an array or object, -1 closes one.
-_DEPTH_DELTA = [1 if byte in b"[{" else -1 if byte in b"]}" else 0 for byte in range(256)]
-_NOT_BRACKETS = bytes(b for b in range(256) if _DEPTH_DELTA[b] == 0)
-_ESCAPE = re.compile(rb"\\.", re.DOTALL)
-_EXCERPT_CHARS = 64
-
-
-def _excerpt(text: str) -> str:
-    # Details name what was wrong, not all of it: an id or a type may be a megabyte long.
-    return text if len(text) <= _EXCERPT_CHARS else f"{text[:_EXCERPT_CHARS]}..."
-
-
-def json_depth(raw: bytes) -> int:
-    """The deepest nesting of arrays and objects in JSON bytes (0 for a scalar), without
-    parsing: brackets inside strings are not counted.
-
-    Linear, in C loops only (no Python loop per byte) and without recursion: escapes are
-    dropped first (``\\"`` is no quote), then every other piece between quotes is outside
-    the strings. An unterminated string's content is not counted.
-    """
-    text = _ESCAPE.sub(b"", raw) if b"\\" in raw else raw
-    outside = b"".join(text.split(b'"')[::2])
-    brackets = outside.translate(None, _NOT_BRACKETS)
-    return max(accumulate(map(_DEPTH_DELTA.__getitem__, brackets), initial=0))
-
-
-def check_bounds(raw: bytes | None, max_bytes: int, max_depth: int) -> None:
-    """Reject a value too large or too deeply nested to be parsed safely; run it before
-    the decoders.
-
-    Cheap for the ~100-byte events of the hot path: the precise depth (:func:`json_depth`)
-    is computed only when the value holds more brackets than ``max_depth``.
-
-    Raises:
-        InvalidMessage: ``message_too_large`` or ``nesting_too_deep``.
-    """
-    if raw is None:
-        return  # an empty value: the decoders name it
-    if len(raw) > max_bytes:
-        raise InvalidMessage("message_too_large", f"value is {len(raw)} bytes, limit {max_bytes}")
-    if raw.count(b"[") + raw.count(b"{") <= max_depth:
-        return
-    depth = json_depth(raw)
-    if depth > max_depth:
-        raise InvalidMessage("nesting_too_deep", f"value is nested {depth} levels deep, limit {max_depth}")
-
-
-class KeyedRecord(Protocol):
-    """A decoded input record: ``key_field`` names the id its message must be keyed by."""
-
-    key_field: ClassVar[str]
-
-
-def check_key(key: bytes | None, record: KeyedRecord) -> None:
-    """Check that a message's key is its record's id (``record.key_field``): the key picks
-    the partition, and the worker that owns it keeps the id's state.
-
-    Raises:
-        InvalidMessage: ``missing_key`` (none, or empty) or ``key_mismatch``.
-    """
-    field = record.key_field
-    expected: str = getattr(record, field)
-    if not key:
-        raise InvalidMessage(
-            "missing_key", f"the message has no key; expected its {field} {_excerpt(expected)!r}"
-        )
-    try:
-        text = key.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidMessage("key_mismatch", f"the key is not UTF-8; expected the {field}") from None
-    if text != expected:
-        raise InvalidMessage(
-            "key_mismatch", f"key {_excerpt(text)!r} is not the payload's {field} {_excerpt(expected)!r}"
-        )
-
-
 # --- decoding --------------------------------------------------------------------------
 
 _event_decoder = msgspec.json.Decoder(EventMessage)
@@ -315,7 +237,7 @@ def _malformed(raw: bytes, error: msgspec.DecodeError, contract: type[msgspec.St
     field = _non_finite(obj)
     if field is not None:
         reason = "invalid_timestamp" if field == "ts" else "invalid_value"
-        return InvalidMessage(reason, f"{_excerpt(field)!r} must be a finite number")
+        return InvalidMessage(reason, f"{excerpt(field)!r} must be a finite number")
     return InvalidMessage("invalid_json", str(error))
 
 
@@ -356,7 +278,7 @@ def decode_event(raw: bytes | None, event_weights: Mapping[str, float]) -> Inter
     message: EventMessage = _decode(_event_decoder, raw)
     if message.type not in event_weights:
         raise InvalidMessage(
-            "unknown_event_type", f"type {_excerpt(message.type)!r} is not one of {sorted(event_weights)}"
+            "unknown_event_type", f"type {excerpt(message.type)!r} is not one of {sorted(event_weights)}"
         )
     return InteractionEvent(
         _text_id(message.user_id, "user_id"),

@@ -125,21 +125,6 @@ class SourceRange(msgspec.Struct, array_like=True, frozen=True, gc=False):
     through: int
 
 
-class StatisticsIntent(msgspec.Struct, array_like=True, frozen=True, gc=False):
-    """An events partition's statistics intent, stored before its messages are sent: the
-    statistics of the events in ``(after, through]`` are being, or have been, sent."""
-
-    after: int
-    through: int
-
-
-class MergedSources(msgspec.Struct, array_like=True, gc=False):
-    """An owner partition's merged position per events partition: the ``through`` of the
-    newest statistics message it merged from each (``SourceRange``)."""
-
-    through: dict[int, int]
-
-
 class IncrementsMessage(msgspec.Struct, frozen=True):
     """A decoded ``item-interactions`` message: what an owner merges, every sum held at ``ts``.
 
@@ -177,7 +162,7 @@ def _enc_hook(value: Any) -> Any:
     raise NotImplementedError(f"cannot encode {type(value).__name__}")
 
 
-_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)  # every stored form's
 _profile_decoder = msgspec.msgpack.Decoder(StoredProfile)
 _row_decoder = msgspec.msgpack.Decoder(StoredRow)
 _popularity_decoder = msgspec.msgpack.Decoder(StoredPopularity)
@@ -188,7 +173,7 @@ _message_decoder = msgspec.msgpack.Decoder(StatisticsMessage)
 _POSITION = re.compile(r"`\$\[(\d+)\]")
 
 
-def _decode(decoder: msgspec.msgpack.Decoder[Any], data: bytes, what: str) -> Any:
+def decode_struct(decoder: msgspec.msgpack.Decoder[Any], data: bytes, what: str) -> Any:
     """``data`` decoded by ``decoder``; else a FormatError naming the field at fault."""
     try:
         return decoder.decode(data)
@@ -215,7 +200,7 @@ def _array(data: bytes, dtype: np.dtype[Any], what: str) -> np.ndarray:
 def encode_profile(profile: UserProfile) -> bytes:
     """A profile's stored form (``UserProfile.to_bytes``)."""
     vector = profile.vector
-    return _encoder.encode(
+    return encoder.encode(
         StoredProfile(
             None if vector is None else np.ascontiguousarray(vector, dtype=_F4).tobytes(),
             float(profile.mass),
@@ -234,7 +219,7 @@ def encode_profile(profile: UserProfile) -> bytes:
 
 def decode_profile(data: bytes) -> dict[str, Any]:
     """The fields of a stored profile, by ``UserProfile`` field name (``UserProfile.from_bytes``)."""
-    stored: StoredProfile = _decode(_profile_decoder, data, "a stored user profile")
+    stored: StoredProfile = decode_struct(_profile_decoder, data, "a stored user profile")
     vector = (
         None if stored.vector is None else _array(stored.vector, _F4, "a profile vector").astype(np.float32)
     )
@@ -262,11 +247,11 @@ def encode_row(landmark: float, neighbours: list[str], scores: np.ndarray, posit
     values = np.ascontiguousarray(scores, dtype=_F8)
     if len(values) != len(neighbours):
         raise ValueError(f"{len(neighbours)} neighbours but {len(values)} scores")
-    return _encoder.encode(StoredRow(float(landmark), values.tobytes(), neighbours, int(position)))
+    return encoder.encode(StoredRow(float(landmark), values.tobytes(), neighbours, int(position)))
 
 
 def _read_row(data: bytes) -> tuple[StoredRow, np.ndarray]:
-    stored: StoredRow = _decode(_row_decoder, data, "a stored co-visitation row")
+    stored: StoredRow = decode_struct(_row_decoder, data, "a stored co-visitation row")
     scores = _array(stored.scores, _F8, "row scores")
     if len(scores) != len(stored.neighbours):
         raise FormatError(f"a row of {len(scores)} scores names {len(stored.neighbours)} neighbours")
@@ -291,41 +276,13 @@ def decode_row(data: bytes) -> tuple[float, dict[str, float], int]:
 def encode_popularity(score: float, ref_ts: float, position: int = -1) -> bytes:
     """An item's decayed count as stored in the ``item-popularity`` table (about 24 bytes)."""
     # The bytes of StoredPopularity(...), an array-like Struct, without building it.
-    return _encoder.encode((score, ref_ts, position))
+    return encoder.encode((score, ref_ts, position))
 
 
 def decode_popularity(data: bytes) -> tuple[float, float, int]:
     """``(score, ref_ts, position)`` of a stored popularity entry."""
-    stored: StoredPopularity = _decode(_popularity_decoder, data, "a stored popularity entry")
+    stored: StoredPopularity = decode_struct(_popularity_decoder, data, "a stored popularity entry")
     return stored.score, stored.ref_ts, stored.position
-
-
-# --- positions: what a replay recognises -----------------------------------------------
-
-_intent_decoder = msgspec.msgpack.Decoder(StatisticsIntent)
-_merged_decoder = msgspec.msgpack.Decoder(MergedSources)
-
-
-def encode_intent(after: int, through: int) -> bytes:
-    """An events partition's statistics intent (``StatisticsIntent``)."""
-    return _encoder.encode(StatisticsIntent(after, through))
-
-
-def decode_intent(data: bytes) -> StatisticsIntent:
-    """A stored statistics intent."""
-    intent: StatisticsIntent = _decode(_intent_decoder, data, "a statistics intent")
-    return intent
-
-
-def encode_merged(through: Mapping[int, int]) -> bytes:
-    """An owner partition's merged positions (``MergedSources``)."""
-    return _encoder.encode(MergedSources(dict(through)))
-
-
-def decode_merged(data: bytes) -> dict[int, int]:
-    """An owner partition's merged positions, by events partition."""
-    merged: MergedSources = _decode(_merged_decoder, data, "merged positions")
-    return merged.through
 
 
 # --- item-statistics messages ----------------------------------------------------------
@@ -355,7 +312,7 @@ def encode_increments(
     used[neighbours] = True
     # Renumbered in the order of ``names``: a mask and a running count, no sort.
     number = np.cumsum(used, dtype=np.int64) - 1
-    return _encoder.encode(
+    return encoder.encode(
         StatisticsMessage(
             float(ts),
             list(popularity),
@@ -377,7 +334,7 @@ def decode_message(raw: bytes) -> IncrementsMessage:
         FormatError: the value is not a message, or its parts disagree (lengths, row
             sizes, numbers beyond its names).
     """
-    wire: StatisticsMessage = _decode(_message_decoder, raw, "an item-statistics message")
+    wire: StatisticsMessage = decode_struct(_message_decoder, raw, "an item-statistics message")
     scores = _array(wire.scores, _F8, "popularity scores")
     if len(scores) != len(wire.items):
         raise FormatError(f"{len(wire.items)} items but {len(scores)} scores")

@@ -15,7 +15,7 @@ read or sent (docs/reliability.md):
   message at or before it is skipped for that entry;
 - a sender that crashed sends again the statistics of the events it had not recorded as
   applied: each message names its events (``formats.SourceRange``), each owner partition
-  stores, per events partition, the newest range it merged (``formats.MergedSources``,
+  stores, per events partition, the newest range it merged (``position_records.MergedSources``,
   under a key of the caller's choosing in each table, written after the table's entries),
   and a range already merged is skipped.
 """
@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import NamedTuple, Protocol
 
-from stream.core import covisit, formats, popularity
+from stream.core import covisit, popularity, position_records
 from stream.core.covisit import CovisitParams, CovisitRow
 from stream.core.formats import IncrementsMessage
 
@@ -122,7 +122,7 @@ class StatisticsWindow:
         if merged is None:
             table_of = (self.popularity_table, self.covisit_table)[table]
             stored = table_of.get(self.merged_key(position.partition))
-            merged = {} if stored is None else formats.decode_merged(stored)
+            merged = {} if stored is None else position_records.decode_merged(stored)
             self.merged[table][position.partition] = merged
         through = merged.get(source.partition, -1)
         if source.through <= through:
@@ -165,7 +165,7 @@ class StatisticsWindow:
         for owner in sorted(self._touched):
             merged = self.merged[table].get(owner)
             if merged is not None:
-                stored[self.merged_key(owner)] = formats.encode_merged(merged)
+                stored[self.merged_key(owner)] = position_records.encode_merged(merged)
 
     def _stored_popularity(self, item_id: str) -> tuple[float, float, int]:
         return popularity.stored_entry(self.popularity_table.get(item_id))

@@ -33,7 +33,7 @@ from typing import Any
 
 from faust.types import TableT
 
-from stream.core.formats import StatisticsIntent
+from stream.core.position_records import StatisticsIntent
 from stream.kafka.partitioner import owner_partition
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from stream.config import Settings
 from stream.core.batch import BatchParams
-from stream.core.contracts import KeyedRecord, check_bounds, check_key
+from stream.core.bounds import KeyedRecord, check_bounds, check_key
 from stream.core.covisit import CovisitParams
 from stream.core.model_catalog import ModelCatalog
 from stream.core.outputs import RankedItem, encode_dead_letter, encode_recommendation

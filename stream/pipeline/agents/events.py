@@ -31,7 +31,8 @@ from faust.types import EventT, StreamT
 
 from stream.core.batch import EventPosition, apply_batch
 from stream.core.contracts import InteractionEvent, decode_event
-from stream.core.formats import SourceRange, StatisticsIntent, decode_intent, encode_intent
+from stream.core.formats import SourceRange
+from stream.core.position_records import StatisticsIntent, decode_intent, encode_intent
 from stream.core.profiles import UserProfile
 from stream.kafka.partitioner import owner_partition
 from stream.kafka.patches import set_current_event

@@ -10,7 +10,8 @@ import pytest
 
 from stream.chaos.fuzz import INPUT_TOPICS, FuzzPayload, InputLimits, fuzz_payloads, kinds_of
 from stream.config import Settings
-from stream.core.contracts import check_bounds, check_key, decode_event, decode_item, decode_rerank_request
+from stream.core.bounds import check_bounds, check_key
+from stream.core.contracts import decode_event, decode_item, decode_rerank_request
 from stream.errors import InvalidMessage
 
 LIMITS = InputLimits.from_settings(Settings())
